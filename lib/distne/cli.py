@@ -1,0 +1,157 @@
+"""The ``distne`` command line: it parses arguments, builds a session and calls the library.
+
+    distne run --input PATH --output PATH [--config FILE] [--set key=value ...]
+    distne evaluate --embeddings PATH (--test-edges PATH | --labels PATH)
+    distne split --input PATH --train PATH --test PATH [--fraction 0.1]
+    distne config [--config FILE] [--set key=value ...]
+
+``jobs/*.py`` give ``spark-submit`` the same arguments (without the sub-command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from distne.config import Config, describe, load_config, to_dict
+from distne.errors import DistneError
+
+# The embedded default of the CLI (no --config): local Spark on all cores, small shuffles.
+LOCAL_DEFAULTS = (
+    "spark.master=local[*]",
+    "spark.shuffle_partitions=8",
+    "spark.conf.spark.driver.memory=6g",
+    "spark.conf.spark.ui.showConsoleProgress=false",
+    "spark.conf.spark.databricks.delta.snapshotPartitions=2",
+    "spark.conf.spark.sql.adaptive.enabled=true",
+)
+
+
+def _config(args: argparse.Namespace, embedded_default: bool) -> Config:
+    base = [] if args.config or not embedded_default else list(LOCAL_DEFAULTS)
+    return load_config(args.config, base + list(args.set or []))
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (conf/local.yaml, conf/cluster.yaml, ...)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override a config key, e.g. --set partition.max_nodes=50000 (repeatable)",
+    )
+
+
+def build_parser(prog: str = "distne", with_commands: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Distributed network embedding on Spark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="embed a graph and write a Delta table")
+    run.add_argument("--input", help="edge list: file, folder, glob or Delta table")
+    run.add_argument("--output", help="Delta table path for the embeddings")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_config_args(run)
+
+    ev = sub.add_parser("evaluate", help="link prediction and/or node classification, as JSON")
+    ev.add_argument("--embeddings", required=True, help="Delta table written by distne run")
+    ev.add_argument("--test-edges", help="held-out pairs (src,dst[,label]) for link prediction")
+    ev.add_argument("--labels", help="communities.tsv or id,label CSV for node classification")
+    ev.add_argument("--seed", type=int, default=42)
+    _add_config_args(ev)
+
+    sp = sub.add_parser("split", help="hold out edges (never a node's last) plus non-edges")
+    sp.add_argument("--input", required=True)
+    sp.add_argument("--train", required=True, help="output folder: training edges (CSV)")
+    sp.add_argument("--test", required=True, help="output folder: test pairs src,dst,label (CSV)")
+    sp.add_argument("--fraction", type=float, default=0.1)
+    _add_config_args(sp)
+
+    cf = sub.add_parser("config", help="print the resolved config, or every key with --keys")
+    cf.add_argument("--keys", action="store_true", help="list every key, its default and help")
+    _add_config_args(cf)
+    return parser
+
+
+def _session(config: Config, default_master: str | None):  # noqa: ANN202 - pyspark type
+    from distne.session import build_session
+
+    return build_session(config, default_master)
+
+
+def _cmd_run(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.pipeline import run
+
+    overrides = []
+    if args.input:
+        overrides.append(f"input.path={json.dumps(args.input)}")
+    if args.output:
+        overrides.append(f"output.path={json.dumps(args.output)}")
+    config = _config(args, default_master is not None).with_overrides(overrides)
+    spark = _session(config, default_master)
+    summary = run(spark, config)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.render())
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.evaluate import link_prediction, node_classification
+
+    if not args.test_edges and not args.labels:
+        raise DistneError("evaluate needs --test-edges PATH and/or --labels PATH")
+    config = _config(args, default_master is not None)
+    spark = _session(config, default_master)
+    report: dict[str, object] = {"embeddings": args.embeddings}
+    if args.test_edges:
+        report["link_prediction"] = link_prediction(spark, args.embeddings, args.test_edges, args.seed)
+    if args.labels:
+        report["node_classification"] = node_classification(spark, args.embeddings, args.labels, args.seed)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_split(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.ingest import ingest
+    from distne.split import split_edges
+
+    config = _config(args, default_master is not None).with_overrides(
+        [f"input.path={json.dumps(args.input)}"]
+    )
+    spark = _session(config, default_master)
+    graph = ingest(spark, config.input)
+    result = split_edges(spark, graph, args.fraction, config.seed)
+    result.train.write.mode("overwrite").option("header", True).csv(args.train)
+    result.test.write.mode("overwrite").option("header", True).csv(args.test)
+    print(json.dumps({"train": args.train, "test": args.test, "fraction": args.fraction}))
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace, default_master: str | None) -> int:
+    if args.keys:
+        for key, default, text in describe():
+            print(f"{key} = {json.dumps(default)}\n    {text}")
+        return 0
+    print(json.dumps(to_dict(_config(args, default_master is not None)), indent=2))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "evaluate": _cmd_evaluate, "split": _cmd_split, "config": _cmd_config}
+
+
+def main(argv: Sequence[str] | None = None, default_master: str | None = "local[*]") -> int:
+    """Entry point of the ``distne`` console script; returns the exit code.
+
+    Args:
+        argv: arguments (default ``sys.argv[1:]``).
+        default_master: ``local[*]`` for the CLI's embedded default; ``jobs/*.py`` pass None so
+            that ``spark-submit`` decides the master.
+    """
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return COMMANDS[args.command](args, default_master)
+    except DistneError as e:
+        print(f"distne: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

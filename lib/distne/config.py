@@ -1,0 +1,340 @@
+"""Typed, validated run configuration.
+
+One frozen dataclass tree, loaded from YAML (``conf/*.yaml``) and overridden with dotted keys
+from the command line (``--set partition.max_nodes=50000``). Every field carries its help text
+in ``metadata["help"]``; ``distne config --show`` prints them.
+
+Example:
+    >>> cfg = load_config(None, ["embedding.dim=64", "seed=7"])
+    >>> cfg.embedding.dim, cfg.seed
+    (64, 7)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distne.errors import DistneError
+
+
+class ConfigError(DistneError, ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+class InputFormat(str, enum.Enum):
+    AUTO = "auto"
+    TEXT = "text"
+    CSV = "csv"
+    PARQUET = "parquet"
+    DELTA = "delta"
+
+
+class IdType(str, enum.Enum):
+    AUTO = "auto"
+    LONG = "long"
+    STRING = "string"
+
+
+class PartitionMethod(str, enum.Enum):
+    LABEL_PROPAGATION = "label_propagation"
+    HASH = "hash"
+
+
+class EmbedderKind(str, enum.Enum):
+    PRONE = "prone"
+
+
+class FusionMethod(str, enum.Enum):
+    PROCRUSTES = "procrustes"
+    LEAF_ONLY = "leaf_only"
+
+
+class LineageCut(str, enum.Enum):
+    LOCAL_CHECKPOINT = "local_checkpoint"
+    CHECKPOINT = "checkpoint"
+
+
+class WriteMode(str, enum.Enum):
+    OVERWRITE = "overwrite"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    path: str | None = _help(
+        "Edge list: a file, folder or glob (text, CSV, Parquet) or a Delta table path.",
+        default=None,
+    )
+    format: InputFormat = _help(
+        "auto picks by extension/folder: .csv -> csv, .parquet -> parquet, a folder holding "
+        "_delta_log -> delta, anything else -> whitespace/tab separated text.",
+        default=InputFormat.AUTO,
+    )
+    src_col: str = _help("Source column (CSV/Parquet/Delta).", default="src")
+    dst_col: str = _help("Destination column (CSV/Parquet/Delta).", default="dst")
+    weight_col: str | None = _help("Optional edge weight column; unset means weight 1.", default=None)
+    directed: bool = _help("Treat edges as directed; default undirected.", default=False)
+    comment: str = _help("Comment prefix for text edge lists.", default="#")
+    id_type: IdType = _help(
+        "Type of the user's node ids in the output: auto (long if every id is an integer).",
+        default=IdType.AUTO,
+    )
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    max_nodes: int = _help(
+        "Hard upper bound on nodes per subgraph: what one Python worker embeds at once.",
+        default=100_000,
+    )
+    method: PartitionMethod = _help(
+        "label_propagation (size-constrained, few cut edges) or hash (baseline).",
+        default=PartitionMethod.LABEL_PROPAGATION,
+    )
+    iterations: int = _help("Label-propagation rounds per level.", default=8)
+    fill: float = _help(
+        "Target fill of a part when choosing the number of parts (parts = n / (fill*max_nodes)).",
+        default=0.8,
+    )
+    max_levels: int = _help(
+        "Most border levels below the leaves; recursion also stops when the border fits in "
+        "one subgraph or stops shrinking.",
+        default=4,
+    )
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    dim: int = _help("Dimension of the output vectors.", default=128)
+    method: EmbedderKind = _help("Per-subgraph embedder.", default=EmbedderKind.PRONE)
+    order: int = _help("ProNE: Chebyshev expansion order of the spectral filter.", default=10)
+    mu: float = _help("ProNE: band-pass filter centre.", default=0.2)
+    theta: float = _help("ProNE: band-pass filter width (Bessel argument).", default=0.5)
+    svd_iterations: int = _help("Power iterations of the randomized SVD.", default=5)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    method: FusionMethod = _help(
+        "procrustes: align each subgraph to its border level through shared border nodes; "
+        "leaf_only: the leaf vector alone (no common frame; a baseline).",
+        default=FusionMethod.PROCRUSTES,
+    )
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str | None = _help("Delta table path for the embeddings.", default=None)
+    mode: WriteMode = _help(
+        "overwrite replaces an existing distne table atomically (a new Delta version); "
+        "error refuses to touch an existing table.",
+        default=WriteMode.OVERWRITE,
+    )
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str | None = _help(
+        "Spark master for the embedded default (local[*]); leave unset under spark-submit.",
+        default=None,
+    )
+    app_name: str = _help("Spark application name.", default="distne")
+    shuffle_partitions: int | None = _help(
+        "spark.sql.shuffle.partitions; unset keeps the cluster's value.", default=None
+    )
+    delta_jars: bool = _help(
+        "Add the Delta connector to spark.jars.packages (off on Databricks, where it is built in).",
+        default=True,
+    )
+    conf: dict[str, str] = _help("Extra Spark settings.", default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    lineage: LineageCut = _help(
+        "How the plan is cut between iterations and levels: local_checkpoint (executor "
+        "storage, fast) or checkpoint (reliable, needs checkpoint_dir).",
+        default=LineageCut.LOCAL_CHECKPOINT,
+    )
+    checkpoint_dir: str | None = _help("Checkpoint folder for lineage=checkpoint.", default=None)
+    progress: bool = _help("Print stage progress lines to stderr.", default=True)
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = _help("The one seed every random choice derives from.", default=42)
+    input: InputConfig = field(default_factory=InputConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.partition.max_nodes >= 2, "partition.max_nodes", ">= 2", self.partition.max_nodes)
+        _check(0.1 <= self.partition.fill <= 1.0, "partition.fill", "in [0.1, 1]", self.partition.fill)
+        _check(self.partition.iterations >= 0, "partition.iterations", ">= 0", self.partition.iterations)
+        _check(self.partition.max_levels >= 0, "partition.max_levels", ">= 0", self.partition.max_levels)
+        _check(1 <= self.embedding.dim <= 4096, "embedding.dim", "in [1, 4096]", self.embedding.dim)
+        _check(self.embedding.order >= 1, "embedding.order", ">= 1", self.embedding.order)
+        _check(self.embedding.svd_iterations >= 0, "embedding.svd_iterations", ">= 0",
+               self.embedding.svd_iterations)
+        _check(0 <= self.seed < 2**31, "seed", "in [0, 2^31)", self.seed)
+        if self.runtime.lineage is LineageCut.CHECKPOINT and not self.runtime.checkpoint_dir:
+            raise ConfigError(
+                "runtime.lineage=checkpoint needs runtime.checkpoint_dir; found none. "
+                "Set runtime.checkpoint_dir or use runtime.lineage=local_checkpoint."
+            )
+
+    def with_overrides(self, overrides: Sequence[str]) -> Config:
+        """A copy with dotted ``key=value`` overrides applied (values parsed as YAML)."""
+        data = to_dict(self)
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"override {item!r} is not key=value (e.g. embedding.dim=64)")
+            _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        return from_dict(data)
+
+    def to_json(self) -> str:
+        return json.dumps(to_dict(self), sort_keys=True)
+
+
+def _check(ok: bool, key: str, expected: str, found: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{key} must be {expected}; found {found!r}")
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    if key.startswith("spark.conf."):  # Spark keys contain dots themselves
+        data["spark"]["conf"][key.removeprefix("spark.conf.")] = value
+        return
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        if part not in node or not isinstance(node[part], dict):
+            raise ConfigError(f"unknown config key {key!r}: no section {'.'.join(parts[: i + 1])!r}")
+        node = node[part]
+    last = parts[-1]
+    if last not in node:
+        known = ", ".join(sorted(node))
+        raise ConfigError(f"unknown config key {key!r}; known keys here: {known}")
+    node[last] = value
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data (JSON/YAML-able) form of a config dataclass."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping; found {value!r}")
+        return _build(tp, value, key + ".")
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in tp)
+            raise ConfigError(f"{key} must be one of {choices}; found {value!r}") from None
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping; found {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false; found {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer; found {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number; found {value!r}")
+        return float(value)
+    if tp is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ConfigError(f"{key} must be a string; found {value!r}")
+        return str(value)
+    return value
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
+            f"known: {', '.join(sorted(prefix + n for n in names))}"
+        )
+    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def from_dict(data: Mapping[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from plain data."""
+    return typing.cast(Config, _build(Config, data or {}, ""))
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML config (or the embedded defaults when ``path`` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} not found")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(p)!r} must hold a mapping; found {type(loaded).__name__}")
+        data = loaded or {}
+    return from_dict(data).with_overrides(overrides)
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(dotted key, default, help) for every config field, for ``distne config --show``."""
+    rows: list[tuple[str, Any, str]] = []
+
+    def walk(cls: Any, prefix: str) -> None:
+        default = cls()
+        for f in dataclasses.fields(cls):
+            value = getattr(default, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(type(value), prefix + f.name + ".")
+            else:
+                rows.append((prefix + f.name, to_dict(value), f.metadata.get("help", "")))
+
+    walk(Config, "")
+    return rows

@@ -1,0 +1,313 @@
+"""Partition: recursive, bounded partitioning into leaf subgraphs and border levels.
+
+Level 0 partitions the whole graph into parts of at most ``partition.max_nodes`` nodes (the
+leaf subgraphs). Its *border nodes* (nodes with an edge into another part) induce the border
+subgraph, which level 1 partitions again, and so on until the border fits in one subgraph,
+stops shrinking, vanishes, or ``partition.max_levels`` is reached.
+
+Each level is size-constrained label propagation (in the spirit of Spinner, Martella et al.
+2017): parts start from a seeded hash; in each round a node wants the part holding most of its
+edge weight, and moves there with a probability that keeps every part under its capacity.
+A final repair splits any part that random moves pushed over ``max_nodes``, so the bound is
+hard. Only per-part counts (one row per part) reach the driver.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from distne.config import Config, PartitionMethod
+from distne.sparkutil import Progress, cut_lineage, hash_bucket, uniform
+
+Level = int
+
+
+@dataclass(frozen=True)
+class LevelStats:
+    """What one level of the recursion produced."""
+
+    level: Level
+    nodes: int
+    edges: int
+    subgraphs: int
+    max_subgraph_nodes: int
+    min_subgraph_nodes: int
+    cut_edges: int
+    border_nodes: int
+    seconds: float
+
+    @property
+    def cut_fraction(self) -> float:
+        return self.cut_edges / self.edges if self.edges else 0.0
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """The recursive partition of a graph.
+
+    Attributes:
+        membership: ``id``, ``level``, ``part``: one row per node and level it belongs to.
+            Every node has exactly one level-0 row (its leaf subgraph); a node has a level
+            ``l+1`` row iff it is a border node at level ``l``.
+        level_edges: per level, ``src``, ``dst``, ``weight``, ``part``: the edges inside one
+            subgraph of that level (both endpoints in part ``part``).
+        levels: statistics per level.
+        stop_reason: why the recursion ended.
+    """
+
+    membership: DataFrame
+    level_edges: list[DataFrame]
+    levels: list[LevelStats]
+    stop_reason: str
+    max_nodes: int
+
+    @property
+    def leaf_count(self) -> int:
+        return self.levels[0].subgraphs
+
+    def summary(self) -> dict[str, object]:
+        lv0 = self.levels[0]
+        return {
+            "leaf_subgraphs": lv0.subgraphs,
+            "levels": len(self.levels),
+            "fill_ratio": round(lv0.nodes / (lv0.subgraphs * self.max_nodes), 4),
+            "stop_reason": self.stop_reason,
+            "per_level": [
+                {
+                    **asdict(s),
+                    "cut_fraction": round(s.cut_fraction, 4),
+                    "fill_ratio": round(s.nodes / (s.subgraphs * self.max_nodes), 4),
+                }
+                for s in self.levels
+            ],
+        }
+
+
+def _symmetric(edges: DataFrame) -> DataFrame:
+    return edges.select("src", "dst", "weight").union(
+        edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight")
+    )
+
+
+def _small_table(spark: SparkSession, rows: list[tuple[int, float]], name: str) -> DataFrame:
+    schema = T.StructType(
+        [T.StructField("part", T.LongType(), False), T.StructField(name, T.DoubleType(), False)]
+    )
+    return F.broadcast(spark.createDataFrame(rows, schema))
+
+
+def _part_sizes(labels: DataFrame) -> dict[int, int]:
+    # One row per part: a per-subgraph summary, bounded by nodes / max_nodes.
+    return {int(r["part"]): int(r["n"]) for r in labels.groupBy("part").agg(F.count("*").alias("n")).collect()}
+
+
+def _label_propagation_round(
+    spark: SparkSession,
+    labels: DataFrame,
+    sym: DataFrame,
+    capacity: int,
+    seed: int,
+    level: int,
+    round_: int,
+) -> DataFrame:
+    sizes = _part_sizes(labels)
+    nbr = sym.join(labels.withColumnsRenamed({"id": "dst", "part": "nbr_part"}), "dst")
+    score = nbr.groupBy("src", "nbr_part").agg(F.sum("weight").alias("w"))
+    cur = labels.withColumnsRenamed({"id": "src", "part": "cur"})
+    tie = uniform(seed, F.lit(level), F.lit(round_), F.col("src"), F.col("nbr_part"))
+    best = (
+        score.join(cur, "src")
+        .groupBy("src", "cur")
+        .agg(
+            F.max(F.struct(F.col("w"), tie.alias("t"), F.col("nbr_part"))).alias("b"),
+            F.sum(F.when(F.col("nbr_part") == F.col("cur"), F.col("w")).otherwise(0.0)).alias("w_cur"),
+        )
+        .select("src", "cur", F.col("b.nbr_part").alias("target"), F.col("b.w").alias("w_best"), "w_cur")
+    )
+    wants = best.where((F.col("target") != F.col("cur")) & (F.col("w_best") > F.col("w_cur")))
+    demand = {int(r["target"]): int(r["n"]) for r in wants.groupBy("target").agg(F.count("*").alias("n")).collect()}
+    if not demand:
+        return labels
+    probs = [
+        (p, min(1.0, max(0, capacity - sizes.get(p, 0)) / d)) for p, d in demand.items()
+    ]
+    moves = (
+        wants.join(_small_table(spark, probs, "prob").withColumnRenamed("part", "target"), "target")
+        .where(uniform(seed + 1, F.lit(level), F.lit(round_), F.col("src")) < F.col("prob"))
+        .select(F.col("src").alias("id"), F.col("target").alias("moved"))
+    )
+    return labels.join(moves, "id", "left").select(
+        "id", F.coalesce(F.col("moved"), F.col("part")).alias("part")
+    )
+
+
+def _enforce_bound(spark: SparkSession, labels: DataFrame, max_nodes: int, seed: int) -> DataFrame:
+    """Renumber parts densely from 0 and split any part over ``max_nodes`` into full chunks."""
+    sizes = sorted(_part_sizes(labels).items())
+    dense: list[tuple[int, float]] = []
+    overflow_base: list[tuple[int, float]] = []
+    next_id = len(sizes)
+    for new_id, (part, size) in enumerate(sizes):
+        dense.append((part, float(new_id)))
+        if size > max_nodes:
+            overflow_base.append((part, float(next_id)))
+            next_id += math.ceil((size - max_nodes) / max_nodes)
+    mapped = labels.join(_small_table(spark, dense, "dense"), "part")
+    if not overflow_base:
+        return mapped.select("id", F.col("dense").cast("long").alias("part"))
+    base = _small_table(spark, overflow_base, "base")
+    over = mapped.join(base, "part")
+    ok = mapped.join(base, "part", "left_anti").select("id", F.col("dense").cast("long").alias("part"))
+    # Each oversized part holds at most a little over max_nodes rows, so this window is bounded.
+    rank = F.row_number().over(Window.partitionBy("part").orderBy(uniform(seed, F.col("id")), "id"))
+    ranked = over.withColumn("r", rank)
+    fixed = ranked.select(
+        "id",
+        F.when(F.col("r") <= max_nodes, F.col("dense"))
+        .otherwise(F.col("base") + F.floor((F.col("r") - max_nodes - 1) / max_nodes))
+        .cast("long")
+        .alias("part"),
+    )
+    return ok.union(fixed)
+
+
+def partition_level(
+    spark: SparkSession,
+    nodes: DataFrame,
+    edges: DataFrame,
+    n: int,
+    config: Config,
+    level: Level,
+) -> DataFrame:
+    """Partition one level's graph into parts of at most ``max_nodes`` nodes.
+
+    Args:
+        nodes: ``id`` of every node at this level.
+        edges: ``src``, ``dst``, ``weight`` among those nodes, each pair once.
+        n: number of nodes (already counted by the caller).
+
+    Returns:
+        ``id``, ``part`` with parts numbered densely from 0.
+    """
+    pc = config.partition
+    if n <= pc.max_nodes:
+        return nodes.select("id", F.lit(0).cast("long").alias("part"))
+    k = max(2, math.ceil(n / (pc.fill * pc.max_nodes)))
+    seed = config.seed
+    labels = nodes.select("id", hash_bucket(seed, k, F.lit(level), F.col("id")).alias("part"))
+    labels = cut_lineage(labels, config.runtime)
+    if pc.method is PartitionMethod.LABEL_PROPAGATION and pc.iterations > 0:
+        sym = cut_lineage(_symmetric(edges), config.runtime)
+        for r in range(pc.iterations):
+            labels = cut_lineage(
+                _label_propagation_round(spark, labels, sym, pc.max_nodes, seed, level, r),
+                config.runtime,
+            )
+    return cut_lineage(_enforce_bound(spark, labels, pc.max_nodes, seed), config.runtime)
+
+
+def partition(
+    spark: SparkSession, nodes: DataFrame, edges: DataFrame, config: Config,
+    progress: Progress | None = None,
+) -> Partitioning:
+    """Recursively partition a graph (``nodes``: ``id``; ``edges``: ``src``, ``dst``, ``weight``).
+
+    Example:
+        >>> p = partition(spark, graph.nodes, graph.edges, config)  # doctest: +SKIP
+        >>> p.leaf_count, [s.border_nodes for s in p.levels]
+    """
+    progress = progress or Progress(spark, enabled=False)
+    pc = config.partition
+    cur_nodes = cut_lineage(nodes.select("id"), config.runtime)
+    cur_edges = cut_lineage(edges.select("src", "dst", "weight"), config.runtime)
+    n = cur_nodes.count()
+    memberships: list[DataFrame] = []
+    level_edges: list[DataFrame] = []
+    stats: list[LevelStats] = []
+    level = 0
+    while True:
+        start = time.perf_counter()
+        m = cur_edges.count()
+        labels = partition_level(spark, cur_nodes, cur_edges, n, config, level)
+        sizes = _part_sizes(labels)
+        tagged = (
+            cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src")
+            .join(labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst")
+        )
+        tagged = cut_lineage(tagged, config.runtime)
+        inside = tagged.where(F.col("ps") == F.col("pd")).select(
+            "src", "dst", "weight", F.col("ps").alias("part")
+        )
+        cut = tagged.where(F.col("ps") != F.col("pd"))
+        border = cut_lineage(
+            cut.select(F.col("src").alias("id")).union(cut.select(F.col("dst").alias("id"))).distinct(),
+            config.runtime,
+        )
+        cut_edges = cut.count()
+        n_border = border.count()
+        memberships.append(labels.select("id", F.lit(level).alias("level"), "part"))
+        level_edges.append(inside)
+        stats.append(
+            LevelStats(
+                level=level,
+                nodes=n,
+                edges=m,
+                subgraphs=len(sizes),
+                max_subgraph_nodes=max(sizes.values()),
+                min_subgraph_nodes=min(sizes.values()),
+                cut_edges=cut_edges,
+                border_nodes=n_border,
+                seconds=round(time.perf_counter() - start, 3),
+            )
+        )
+        progress.log(
+            f"partition level {level}: {n} nodes, {len(sizes)} subgraphs, "
+            f"{cut_edges}/{m} edges cut, {n_border} border nodes"
+        )
+        if n_border == 0:
+            reason = "no border nodes"
+            break
+        if level >= pc.max_levels:
+            reason = f"reached partition.max_levels={pc.max_levels}"
+            break
+        if n_border >= 0.95 * n:
+            reason = f"border stopped shrinking ({n_border} of {n} nodes)"
+            break
+        cur_edges = cut_lineage(
+            tagged.select("src", "dst", "weight")
+            .join(border.withColumnRenamed("id", "src"), "src", "left_semi")
+            .join(border.withColumnRenamed("id", "dst"), "dst", "left_semi"),
+            config.runtime,
+        )
+        cur_nodes = border
+        n = n_border
+        level += 1
+        if n <= pc.max_nodes:
+            # The border fits in one subgraph: it is the top level, in one frame.
+            start = time.perf_counter()
+            labels = cur_nodes.select("id", F.lit(0).cast("long").alias("part"))
+            memberships.append(labels.select("id", F.lit(level).alias("level"), "part"))
+            level_edges.append(cur_edges.select("src", "dst", "weight", F.lit(0).cast("long").alias("part")))
+            stats.append(
+                LevelStats(level, n, cur_edges.count(), 1, n, n, 0, 0,
+                           round(time.perf_counter() - start, 3))
+            )
+            progress.log(f"partition level {level}: {n} border nodes fit one subgraph")
+            reason = "border fits in one subgraph"
+            break
+    membership = memberships[0]
+    for extra in memberships[1:]:
+        membership = membership.union(extra)
+    return Partitioning(
+        membership=cut_lineage(membership, config.runtime),
+        level_edges=level_edges,
+        levels=stats,
+        stop_reason=reason,
+        max_nodes=pc.max_nodes,
+    )

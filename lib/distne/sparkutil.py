@@ -1,0 +1,104 @@
+"""Small Spark helpers shared by the stages: lineage cuts, deterministic hashing, progress."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from distne.config import LineageCut, RuntimeConfig
+
+_UNIT = float(2**31)
+
+
+def uniform(seed: int, *cols: Column | str | int) -> Column:
+    """A deterministic pseudo-random double in [0, 1) from the seed and the given columns.
+
+    Unlike ``F.rand(seed)`` it does not depend on how rows are partitioned, so reruns with the
+    same input and seed make the same choices.
+    """
+    parts = [F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols]
+    h = F.xxhash64(F.lit(seed), *parts).bitwiseAND(F.lit(0x7FFFFFFF).cast("long"))
+    return h.cast("double") / F.lit(_UNIT)
+
+
+def hash_bucket(seed: int, k: int, *cols: Column | str | int) -> Column:
+    """A deterministic bucket in [0, k) from the seed and the given columns."""
+    parts = [F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols]
+    return F.pmod(F.xxhash64(F.lit(seed), *parts), F.lit(k))
+
+
+def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
+    """Materialise ``df`` and cut its plan, as ``runtime.lineage`` says.
+
+    Iterative and recursive plans grow with every round; this is the one place where the
+    pipeline cuts them. ``local_checkpoint`` keeps the data in executor storage (fast, lost
+    with an executor); ``checkpoint`` writes it to ``runtime.checkpoint_dir`` (reliable).
+
+    A checkpointed plan keeps the *size estimate* of the plan it replaced, and Spark estimates
+    an inner join's size as the product of its inputs' sizes: over rounds of join-then-cut the
+    estimate squares each round and planning alone takes minutes (seen at the 8th round on a
+    4k-node graph). So the checkpointed rows are re-wrapped in a fresh relation whose estimate
+    is the default, which keeps planning time flat.
+    """
+    if runtime.lineage is LineageCut.CHECKPOINT:
+        cut = df.checkpoint(eager=True)
+    else:
+        cut = df.localCheckpoint(eager=True)
+    jspark = cut.sparkSession._jsparkSession
+    fresh = jspark.createDataFrame(cut._jdf.rdd(), cut._jdf.schema())
+    return DataFrame(fresh, cut.sparkSession)
+
+
+class Progress:
+    """Prints ``[distne] stage: detail (elapsed)`` lines to stderr while a stage runs.
+
+    A background thread polls Spark's status tracker for the running stages' task counts, so a
+    long Spark job shows movement without anything being collected.
+    """
+
+    def __init__(self, spark: SparkSession, enabled: bool, interval: float = 10.0):
+        self._spark = spark
+        self.enabled = enabled
+        self.interval = interval
+
+    def log(self, msg: str) -> None:
+        if self.enabled:
+            print(f"[distne] {msg}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def stage(self, name: str, detail: str = "") -> Iterator[dict[str, float]]:
+        """Time a stage; yields a dict that receives ``seconds`` when the stage ends."""
+        out: dict[str, float] = {}
+        start = time.perf_counter()
+        self.log(f"{name}: started {detail}".rstrip())
+        stop = threading.Event()
+        watcher = None
+        if self.enabled:
+            watcher = threading.Thread(target=self._watch, args=(name, start, stop), daemon=True)
+            watcher.start()
+        try:
+            yield out
+        finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join(timeout=1)
+            out["seconds"] = time.perf_counter() - start
+            self.log(f"{name}: done in {out['seconds']:.1f}s")
+
+    def _watch(self, name: str, start: float, stop: threading.Event) -> None:
+        tracker = self._spark.sparkContext.statusTracker()
+        while not stop.wait(self.interval):
+            done = total = 0
+            for sid in tracker.getActiveStageIds():
+                info = tracker.getStageInfo(sid)
+                if info is not None:
+                    done += info.numCompletedTasks
+                    total += info.numTasks
+            tasks = f", tasks {done}/{total}" if total else ""
+            self.log(f"{name}: running{tasks}, {time.perf_counter() - start:.0f}s elapsed")

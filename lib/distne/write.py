@@ -1,0 +1,123 @@
+"""Write: the embeddings as a Delta table, atomically, with the run recorded in the same commit.
+
+Table columns: ``node_id`` (the user's id), ``subgraph_id`` (the node's leaf subgraph),
+``embedding`` (``array<float>``, last: Delta keeps no statistics on arrays). The run's config,
+seed, counts and stage timings go into the commit's ``userMetadata`` (JSON), so
+``DESCRIBE HISTORY delta.`<path>``` shows which run wrote each version.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from distne.config import WriteMode
+from distne.errors import OutputError
+
+TABLE_COLUMNS = ("node_id", "subgraph_id", "embedding")
+
+
+class OutputState(enum.Enum):
+    ABSENT = "absent"  # nothing at the path (or an empty folder)
+    DISTNE_TABLE = "distne_table"  # a Delta table this project wrote
+
+
+def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    jpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, jpath
+
+
+def output_state(spark: SparkSession, path: str) -> OutputState:
+    """What the output path holds now; raise :class:`OutputError` if it is not ours to write."""
+    from delta.tables import DeltaTable
+
+    fs, jpath = _hadoop_path(spark, path)
+    if not fs.exists(jpath):
+        return OutputState.ABSENT
+    if not fs.getFileStatus(jpath).isDirectory():
+        raise OutputError(
+            f"output {path!r} is a file; expected a Delta table folder (new or written by "
+            f"distne). Choose another --output."
+        )
+    entries = [s.getPath().getName() for s in fs.listStatus(jpath)]
+    if not entries:
+        return OutputState.ABSENT
+    if DeltaTable.isDeltaTable(spark, path):
+        columns = spark.read.format("delta").load(path).columns
+        if all(c in columns for c in TABLE_COLUMNS):
+            return OutputState.DISTNE_TABLE
+        raise OutputError(
+            f"output {path!r} holds a Delta table with columns {columns}, not a distne "
+            f"embeddings table (expected columns {list(TABLE_COLUMNS)}); distne will not "
+            f"overwrite it. Choose another --output."
+        )
+    shown = ", ".join(sorted(entries)[:5])
+    raise OutputError(
+        f"output {path!r} is a folder holding files that are not a Delta table ({shown}"
+        f"{', ...' if len(entries) > 5 else ''}); expected a new path or a distne table. "
+        f"Choose another --output."
+    )
+
+
+def check_output(spark: SparkSession, path: str | None, mode: WriteMode) -> OutputState:
+    """Validate the output before any work starts, so a bad path fails in seconds."""
+    if not path:
+        raise OutputError("no output given: set --output PATH (or output.path in the config).")
+    state = output_state(spark, path)
+    if state is OutputState.DISTNE_TABLE and mode is WriteMode.ERROR:
+        raise OutputError(
+            f"output {path!r} already holds a distne table and output.mode=error; "
+            f"set output.mode=overwrite to replace it (the old version stays in Delta history)."
+        )
+    return state
+
+
+def write_embeddings(
+    spark: SparkSession,
+    table: DataFrame,
+    path: str,
+    mode: WriteMode,
+    metadata: dict[str, Any],
+) -> int:
+    """Write ``table`` (``node_id, subgraph_id, embedding``) to Delta; return the new version.
+
+    The write is one Delta commit: readers see the old version or the new one, never a mix. If
+    the path was empty and the write fails, the folder is removed so nothing half-written stays.
+    """
+    from delta.tables import DeltaTable
+
+    state = check_output(spark, path, mode)
+    out = table.select(*TABLE_COLUMNS)
+    try:
+        (
+            out.write.format("delta")
+            .mode("overwrite")
+            .option("overwriteSchema", "true")
+            .option("userMetadata", json.dumps({"distne": metadata}, sort_keys=True, default=str))
+            .save(path)
+        )
+    except BaseException:
+        if state is OutputState.ABSENT:
+            fs, jpath = _hadoop_path(spark, path)
+            if fs.exists(jpath):
+                fs.delete(jpath, True)
+        raise
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    assert row is not None
+    return int(row["version"])
+
+
+def read_run_metadata(spark: SparkSession, path: str) -> dict[str, Any]:
+    """The ``distne`` run record of the table's latest version."""
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()
+    if row is None or not row["userMetadata"]:
+        return {}
+    return dict(json.loads(row["userMetadata"]).get("distne", {}))
