@@ -37,13 +37,17 @@ def _config(args: argparse.Namespace, embedded_default: bool) -> Config:
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config (conf/local.yaml, conf/cluster.yaml, ...)")
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
         help="override a config key, e.g. --set partition.max_nodes=50000 (repeatable)",
     )
 
 
 def build_parser(prog: str = "distne", with_commands: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Distributed network embedding on Spark.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Distributed network embedding on Spark."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="embed a graph and write a Delta table")
@@ -102,9 +106,13 @@ def _cmd_evaluate(args: argparse.Namespace, default_master: str | None) -> int:
     spark = _session(config, default_master)
     report: dict[str, object] = {"embeddings": args.embeddings}
     if args.test_edges:
-        report["link_prediction"] = link_prediction(spark, args.embeddings, args.test_edges, args.seed)
+        report["link_prediction"] = link_prediction(
+            spark, args.embeddings, args.test_edges, args.seed
+        )
     if args.labels:
-        report["node_classification"] = node_classification(spark, args.embeddings, args.labels, args.seed)
+        report["node_classification"] = node_classification(
+            spark, args.embeddings, args.labels, args.seed
+        )
     print(json.dumps(report, indent=2))
     return 0
 

@@ -86,7 +86,9 @@ class InputConfig:
     )
     src_col: str = _help("Source column (CSV/Parquet/Delta).", default="src")
     dst_col: str = _help("Destination column (CSV/Parquet/Delta).", default="dst")
-    weight_col: str | None = _help("Optional edge weight column; unset means weight 1.", default=None)
+    weight_col: str | None = _help(
+        "Optional edge weight column; unset means weight 1.", default=None
+    )
     directed: bool = _help("Treat edges as directed; default undirected.", default=False)
     comment: str = _help("Comment prefix for text edge lists.", default="#")
     id_type: IdType = _help(
@@ -186,14 +188,32 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
-        _check(self.partition.max_nodes >= 2, "partition.max_nodes", ">= 2", self.partition.max_nodes)
-        _check(0.1 <= self.partition.fill <= 1.0, "partition.fill", "in [0.1, 1]", self.partition.fill)
-        _check(self.partition.iterations >= 0, "partition.iterations", ">= 0", self.partition.iterations)
-        _check(self.partition.max_levels >= 0, "partition.max_levels", ">= 0", self.partition.max_levels)
+        _check(
+            self.partition.max_nodes >= 2, "partition.max_nodes", ">= 2", self.partition.max_nodes
+        )
+        _check(
+            0.1 <= self.partition.fill <= 1.0, "partition.fill", "in [0.1, 1]", self.partition.fill
+        )
+        _check(
+            self.partition.iterations >= 0,
+            "partition.iterations",
+            ">= 0",
+            self.partition.iterations,
+        )
+        _check(
+            self.partition.max_levels >= 0,
+            "partition.max_levels",
+            ">= 0",
+            self.partition.max_levels,
+        )
         _check(1 <= self.embedding.dim <= 4096, "embedding.dim", "in [1, 4096]", self.embedding.dim)
         _check(self.embedding.order >= 1, "embedding.order", ">= 1", self.embedding.order)
-        _check(self.embedding.svd_iterations >= 0, "embedding.svd_iterations", ">= 0",
-               self.embedding.svd_iterations)
+        _check(
+            self.embedding.svd_iterations >= 0,
+            "embedding.svd_iterations",
+            ">= 0",
+            self.embedding.svd_iterations,
+        )
         _check(0 <= self.seed < 2**31, "seed", "in [0, 2^31)", self.seed)
         if self.runtime.lineage is LineageCut.CHECKPOINT and not self.runtime.checkpoint_dir:
             raise ConfigError(
@@ -228,7 +248,9 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node = data
     for i, part in enumerate(parts[:-1]):
         if part not in node or not isinstance(node[part], dict):
-            raise ConfigError(f"unknown config key {key!r}: no section {'.'.join(parts[: i + 1])!r}")
+            raise ConfigError(
+                f"unknown config key {key!r}: no section {'.'.join(parts[: i + 1])!r}"
+            )
         node = node[part]
     last = parts[-1]
     if last not in node:
@@ -318,7 +340,9 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping; found {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {str(p)!r} must hold a mapping; found {type(loaded).__name__}"
+            )
         data = loaded or {}
     return from_dict(data).with_overrides(overrides)
 

@@ -90,7 +90,11 @@ def arrow_to_vectors(col: pa.ChunkedArray | pa.Array, dim: int) -> tuple[np.ndar
     column (null rows become zeros) and the boolean mask of non-null rows."""
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     n = len(arr)
-    valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool) if n else np.zeros(0, bool)
+    valid = (
+        ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if n
+        else np.zeros(0, bool)
+    )
     out = np.zeros((n, dim), dtype=np.float32)
     if valid.any():
         flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32)

@@ -30,7 +30,9 @@ def read_embeddings(spark: SparkSession, path: str) -> DataFrame:
     try:
         df = spark.read.format("delta").load(path)
     except Exception as e:  # AnalysisException: not a Delta table, or no such path
-        raise InputError(f"embeddings {path!r}: expected a Delta table written by distne; {e}") from None
+        raise InputError(
+            f"embeddings {path!r}: expected a Delta table written by distne; {e}"
+        ) from None
     if "node_id" not in df.columns or "embedding" not in df.columns:
         raise InputError(
             f"embeddings {path!r}: expected columns node_id and embedding; found {df.columns}."
@@ -42,7 +44,9 @@ def read_embeddings(spark: SparkSession, path: str) -> DataFrame:
 
 
 def _cosine(a: str, b: str) -> F.Column:
-    dot = F.aggregate(F.zip_with(F.col(a), F.col(b), lambda x, y: x * y), F.lit(0.0), lambda s, v: s + v)
+    dot = F.aggregate(
+        F.zip_with(F.col(a), F.col(b), lambda x, y: x * y), F.lit(0.0), lambda s, v: s + v
+    )
     na = F.sqrt(F.aggregate(F.col(a), F.lit(0.0), lambda s, v: s + v * v))
     nb = F.sqrt(F.aggregate(F.col(b), F.lit(0.0), lambda s, v: s + v * v))
     return F.when((na > 0) & (nb > 0), dot / (na * nb)).otherwise(F.lit(0.0))
@@ -58,19 +62,24 @@ def sample_non_edges(
         exclude: ``a``, ``b`` pairs of ``node_id`` (either orientation) to avoid.
     """
     spark = nodes.sparkSession
-    draws = spark.range(int(count * 1.3) + 100).select(
-        "id",
-        hash_bucket(seed, n, F.col("id"), F.lit(0)).alias("i"),
-        hash_bucket(seed, n, F.col("id"), F.lit(1)).alias("j"),
-    ).where(F.col("i") != F.col("j"))
+    draws = (
+        spark.range(int(count * 1.3) + 100)
+        .select(
+            "id",
+            hash_bucket(seed, n, F.col("id"), F.lit(0)).alias("i"),
+            hash_bucket(seed, n, F.col("id"), F.lit(1)).alias("j"),
+        )
+        .where(F.col("i") != F.col("j"))
+    )
     pairs = draws.select(
         "id", F.least("i", "j").alias("i"), F.greatest("i", "j").alias("j")
     ).dropDuplicates(["i", "j"])
-    named = (
-        pairs.join(nodes.select(F.col("idx").alias("i"), F.col("node_id").alias("a")), "i")
-        .join(nodes.select(F.col("idx").alias("j"), F.col("node_id").alias("b")), "j")
+    named = pairs.join(
+        nodes.select(F.col("idx").alias("i"), F.col("node_id").alias("a")), "i"
+    ).join(nodes.select(F.col("idx").alias("j"), F.col("node_id").alias("b")), "j")
+    ex = exclude.select("a", "b").union(
+        exclude.select(F.col("b").alias("a"), F.col("a").alias("b"))
     )
-    ex = exclude.select("a", "b").union(exclude.select(F.col("b").alias("a"), F.col("a").alias("b")))
     return named.join(ex, ["a", "b"], "left_anti").orderBy("id").limit(count).select("a", "b")
 
 
@@ -99,7 +108,7 @@ def link_prediction(
     has_sub = "subgraph_id" in emb.columns
     raw = _read_pairs(spark, test_edges_path)
     if "label" not in raw.columns:
-        nodes = _indexed(emb.select("node_id"))
+        nodes = index_nodes(emb.select("node_id"))
         n = nodes.count()
         pos = raw.select("a", "b").distinct()
         neg = sample_non_edges(nodes, n, pos.count(), pos, seed)
@@ -108,10 +117,16 @@ def link_prediction(
     if total > max_pairs:
         raw = raw.where(uniform(seed, F.col("a"), F.col("b")) < max_pairs / total)
         total = raw.count()
-    ea = emb.select(F.col("node_id").alias("a"), F.col("embedding").alias("ea"),
-                    *([F.col("subgraph_id").alias("sa")] if has_sub else []))
-    eb = emb.select(F.col("node_id").alias("b"), F.col("embedding").alias("eb"),
-                    *([F.col("subgraph_id").alias("sb")] if has_sub else []))
+    ea = emb.select(
+        F.col("node_id").alias("a"),
+        F.col("embedding").alias("ea"),
+        *([F.col("subgraph_id").alias("sa")] if has_sub else []),
+    )
+    eb = emb.select(
+        F.col("node_id").alias("b"),
+        F.col("embedding").alias("eb"),
+        *([F.col("subgraph_id").alias("sb")] if has_sub else []),
+    )
     joined = raw.join(ea, "a").join(eb, "b")
     cross = (F.col("sa") != F.col("sb")) if has_sub else F.lit(False)
     rows = joined.select(_cosine("ea", "eb").alias("s"), "label", cross.alias("x")).collect()
@@ -131,13 +146,15 @@ def link_prediction(
     return result
 
 
-def _indexed(node_ids: DataFrame) -> DataFrame:
+def index_nodes(node_ids: DataFrame) -> DataFrame:
     from pyspark.sql import types as T
 
     ordered = node_ids.distinct().orderBy("node_id")
     return node_ids.sparkSession.createDataFrame(
         ordered.rdd.zipWithIndex().map(lambda r: (r[1], r[0][0])),
-        T.StructType([T.StructField("idx", T.LongType()), T.StructField("node_id", T.StringType())]),
+        T.StructType(
+            [T.StructField("idx", T.LongType()), T.StructField("node_id", T.StringType())]
+        ),
     )
 
 
@@ -148,14 +165,18 @@ def _read_pairs(spark: SparkSession, path: str) -> DataFrame:
     if is_csv:
         df = spark.read.option("header", True).csv(path)
         if len(df.columns) < 2:
-            raise InputError(f"test edges {path!r}: expected columns src,dst[,label]; found {df.columns}.")
+            raise InputError(
+                f"test edges {path!r}: expected columns src,dst[,label]; found {df.columns}."
+            )
         a, b = df.columns[0], df.columns[1]
         cols = [F.col(a).alias("a"), F.col(b).alias("b")]
         if "label" in df.columns:
             cols.append(F.col("label").cast("int").alias("label"))
         out = df.select(*cols)
     else:
-        out = read_edges(spark, InputConfig(path=path)).select(F.col("src").alias("a"), F.col("dst").alias("b"))
+        out = read_edges(spark, InputConfig(path=path)).select(
+            F.col("src").alias("a"), F.col("dst").alias("b")
+        )
     if out.limit(1).count() == 0:
         raise InputError(f"test edges {path!r}: expected at least one pair; found none.")
     return out
@@ -183,10 +204,14 @@ def read_labels(path: str) -> dict[str, list[str]]:
                 reader = csv.reader(fh)
                 header = next(reader, None)
                 if not header or len(header) < 2:
-                    raise InputError(f"labels {path!r}: expected a header 'id,label'; found {header}.")
+                    raise InputError(
+                        f"labels {path!r}: expected a header 'id,label'; found {header}."
+                    )
                 for lineno, row in enumerate(reader, start=2):
                     if len(row) < 2:
-                        raise InputError(f"labels {path!r} line {lineno}: expected 'id,label'; found {row}.")
+                        raise InputError(
+                            f"labels {path!r} line {lineno}: expected 'id,label'; found {row}."
+                        )
                     labels.setdefault(row[0].strip(), []).append(row[1].strip())
             else:
                 for cls, line in enumerate(fh):
@@ -200,7 +225,10 @@ def read_labels(path: str) -> dict[str, list[str]]:
 
 
 def classify(
-    vectors: np.ndarray, labels: list[list[str]], seed: int, train_ratio: float = 0.5,
+    vectors: np.ndarray,
+    labels: list[list[str]],
+    seed: int,
+    train_ratio: float = 0.5,
     repeats: int = 2,
 ) -> dict[str, float]:
     """Micro/Macro-F1 of one-vs-rest logistic regression (the protocol above), pure numpy."""

@@ -85,7 +85,7 @@ def _read_text(spark: SparkSession, path: str, cfg: InputConfig) -> DataFrame:
             f"separated by whitespace, tab or comma (comments start with {cfg.comment!r}); "
             f"found lines with too few fields, e.g. {found}."
         )
-    weight = F.col("_w").cast("double") if cfg.weight_col else F.lit(1.0)
+    weight = F.col("_w").try_cast("double") if cfg.weight_col else F.lit(1.0)
     out = parsed.select("src", "dst", weight.alias("weight"), "_line")
     if cfg.weight_col:
         bad_w = out.where(F.col("weight").isNull()).select("_line").limit(3).collect()
@@ -106,8 +106,13 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
         df = spark.read.format("delta").load(path)
     wanted = [cfg.src_col, cfg.dst_col] + ([cfg.weight_col] if cfg.weight_col else [])
     missing = [c for c in wanted if c not in df.columns]
-    if missing and fmt is InputFormat.CSV and len(df.columns) >= 2 and not cfg.weight_col \
-            and (cfg.src_col, cfg.dst_col) == ("src", "dst"):
+    if (
+        missing
+        and fmt is InputFormat.CSV
+        and len(df.columns) >= 2
+        and not cfg.weight_col
+        and (cfg.src_col, cfg.dst_col) == ("src", "dst")
+    ):
         # A CSV with its own header names and the default column settings: take the first two.
         df = df.withColumnsRenamed({df.columns[0]: "src", df.columns[1]: "dst"})
         missing = []
@@ -116,7 +121,7 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
             f"input {path!r}: column(s) {missing} missing; found columns {df.columns}. "
             f"Set input.src_col / input.dst_col / input.weight_col to the names in the data."
         )
-    weight = F.col(cfg.weight_col).cast("double") if cfg.weight_col else F.lit(1.0)
+    weight = F.col(cfg.weight_col).try_cast("double") if cfg.weight_col else F.lit(1.0)
     out = df.select(
         F.col(cfg.src_col).cast("string").alias("src"),
         F.col(cfg.dst_col).cast("string").alias("dst"),
@@ -144,8 +149,16 @@ def read_edges(spark: SparkSession, cfg: InputConfig) -> DataFrame:
         raw = _read_text(spark, cfg.path, cfg)
     else:
         raw = _read_columns(spark, cfg.path, fmt, cfg)
-    nulls = raw.where(F.col("src").isNull() | F.col("dst").isNull() |
-                      (F.col("src") == "") | (F.col("dst") == "")).limit(3).collect()
+    nulls = (
+        raw.where(
+            F.col("src").isNull()
+            | F.col("dst").isNull()
+            | (F.col("src") == "")
+            | (F.col("dst") == "")
+        )
+        .limit(3)
+        .collect()
+    )
     if nulls:
         raise InputError(
             f"input {cfg.path!r}: expected a node id in both endpoint columns; found empty "
@@ -155,7 +168,8 @@ def read_edges(spark: SparkSession, cfg: InputConfig) -> DataFrame:
         negative = raw.where(F.col("weight") <= 0).limit(3).collect()
         if negative:
             raise InputError(
-                f"input {cfg.path!r}: edge weights must be positive; found {[tuple(r) for r in negative]}."
+                f"input {cfg.path!r}: edge weights must be positive; "
+                f"found {[tuple(r) for r in negative]}."
             )
     return raw
 
@@ -179,8 +193,8 @@ def build_graph(spark: SparkSession, raw: DataFrame, cfg: InputConfig) -> Graph:
     id_type = _resolve_id_type(raw, cfg)
     key_type = T.LongType() if id_type is IdType.LONG else T.StringType()
     typed = raw.select(
-        F.col("src").cast(key_type).alias("src"),
-        F.col("dst").cast(key_type).alias("dst"),
+        F.col("src").try_cast(key_type).alias("src"),
+        F.col("dst").try_cast(key_type).alias("dst"),
         "weight",
     )
     if id_type is IdType.LONG:
@@ -190,9 +204,11 @@ def build_graph(spark: SparkSession, raw: DataFrame, cfg: InputConfig) -> Graph:
                 f"input {cfg.path!r}: input.id_type=long but some ids are not integers; "
                 f"set input.id_type=string or auto."
             )
-    endpoints = typed.select(F.col("src").alias("node_id")).union(
-        typed.select(F.col("dst").alias("node_id"))
-    ).distinct()
+    endpoints = (
+        typed.select(F.col("src").alias("node_id"))
+        .union(typed.select(F.col("dst").alias("node_id")))
+        .distinct()
+    )
     # zipWithIndex after a sort: dense, deterministic ids without a single-partition window.
     ordered = endpoints.orderBy("node_id")
     nodes = spark.createDataFrame(
@@ -210,13 +226,14 @@ def build_graph(spark: SparkSession, raw: DataFrame, cfg: InputConfig) -> Graph:
         .where(F.col("s") != F.col("d"))
     )
     if not cfg.directed:
-        edges = edges.select(F.least("s", "d").alias("s"), F.greatest("s", "d").alias("d"), "weight")
+        edges = edges.select(
+            F.least("s", "d").alias("s"), F.greatest("s", "d").alias("d"), "weight"
+        )
     # Directed input keeps both orientations as separate rows; every later stage reads the
     # edge set as symmetric (a mutual pair then weighs twice), since the embedders factor a
     # symmetric matrix.
-    edges = (
-        edges.groupBy(F.col("s").alias("src"), F.col("d").alias("dst"))
-        .agg(F.sum("weight").alias("weight"))
+    edges = edges.groupBy(F.col("s").alias("src"), F.col("d").alias("dst")).agg(
+        F.sum("weight").alias("weight")
     )
     return Graph(nodes=nodes, edges=edges, id_type=id_type)
 

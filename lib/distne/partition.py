@@ -104,7 +104,10 @@ def _small_table(spark: SparkSession, rows: list[tuple[int, float]], name: str) 
 
 def _part_sizes(labels: DataFrame) -> dict[int, int]:
     # One row per part: a per-subgraph summary, bounded by nodes / max_nodes.
-    return {int(r["part"]): int(r["n"]) for r in labels.groupBy("part").agg(F.count("*").alias("n")).collect()}
+    return {
+        int(r["part"]): int(r["n"])
+        for r in labels.groupBy("part").agg(F.count("*").alias("n")).collect()
+    }
 
 
 def _label_propagation_round(
@@ -126,17 +129,22 @@ def _label_propagation_round(
         .groupBy("src", "cur")
         .agg(
             F.max(F.struct(F.col("w"), tie.alias("t"), F.col("nbr_part"))).alias("b"),
-            F.sum(F.when(F.col("nbr_part") == F.col("cur"), F.col("w")).otherwise(0.0)).alias("w_cur"),
+            F.sum(F.when(F.col("nbr_part") == F.col("cur"), F.col("w")).otherwise(0.0)).alias(
+                "w_cur"
+            ),
         )
-        .select("src", "cur", F.col("b.nbr_part").alias("target"), F.col("b.w").alias("w_best"), "w_cur")
+        .select(
+            "src", "cur", F.col("b.nbr_part").alias("target"), F.col("b.w").alias("w_best"), "w_cur"
+        )
     )
     wants = best.where((F.col("target") != F.col("cur")) & (F.col("w_best") > F.col("w_cur")))
-    demand = {int(r["target"]): int(r["n"]) for r in wants.groupBy("target").agg(F.count("*").alias("n")).collect()}
+    demand = {
+        int(r["target"]): int(r["n"])
+        for r in wants.groupBy("target").agg(F.count("*").alias("n")).collect()
+    }
     if not demand:
         return labels
-    probs = [
-        (p, min(1.0, max(0, capacity - sizes.get(p, 0)) / d)) for p, d in demand.items()
-    ]
+    probs = [(p, min(1.0, max(0, capacity - sizes.get(p, 0)) / d)) for p, d in demand.items()]
     moves = (
         wants.join(_small_table(spark, probs, "prob").withColumnRenamed("part", "target"), "target")
         .where(uniform(seed + 1, F.lit(level), F.lit(round_), F.col("src")) < F.col("prob"))
@@ -163,7 +171,9 @@ def _enforce_bound(spark: SparkSession, labels: DataFrame, max_nodes: int, seed:
         return mapped.select("id", F.col("dense").cast("long").alias("part"))
     base = _small_table(spark, overflow_base, "base")
     over = mapped.join(base, "part")
-    ok = mapped.join(base, "part", "left_anti").select("id", F.col("dense").cast("long").alias("part"))
+    ok = mapped.join(base, "part", "left_anti").select(
+        "id", F.col("dense").cast("long").alias("part")
+    )
     # Each oversized part holds at most a little over max_nodes rows, so this window is bounded.
     rank = F.row_number().over(Window.partitionBy("part").orderBy(uniform(seed, F.col("id")), "id"))
     ranked = over.withColumn("r", rank)
@@ -213,7 +223,10 @@ def partition_level(
 
 
 def partition(
-    spark: SparkSession, nodes: DataFrame, edges: DataFrame, config: Config,
+    spark: SparkSession,
+    nodes: DataFrame,
+    edges: DataFrame,
+    config: Config,
     progress: Progress | None = None,
 ) -> Partitioning:
     """Recursively partition a graph (``nodes``: ``id``; ``edges``: ``src``, ``dst``, ``weight``).
@@ -236,9 +249,8 @@ def partition(
         m = cur_edges.count()
         labels = partition_level(spark, cur_nodes, cur_edges, n, config, level)
         sizes = _part_sizes(labels)
-        tagged = (
-            cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src")
-            .join(labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst")
+        tagged = cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src").join(
+            labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst"
         )
         tagged = cut_lineage(tagged, config.runtime)
         inside = tagged.where(F.col("ps") == F.col("pd")).select(
@@ -246,7 +258,9 @@ def partition(
         )
         cut = tagged.where(F.col("ps") != F.col("pd"))
         border = cut_lineage(
-            cut.select(F.col("src").alias("id")).union(cut.select(F.col("dst").alias("id"))).distinct(),
+            cut.select(F.col("src").alias("id"))
+            .union(cut.select(F.col("dst").alias("id")))
+            .distinct(),
             config.runtime,
         )
         cut_edges = cut.count()
@@ -293,10 +307,21 @@ def partition(
             start = time.perf_counter()
             labels = cur_nodes.select("id", F.lit(0).cast("long").alias("part"))
             memberships.append(labels.select("id", F.lit(level).alias("level"), "part"))
-            level_edges.append(cur_edges.select("src", "dst", "weight", F.lit(0).cast("long").alias("part")))
+            level_edges.append(
+                cur_edges.select("src", "dst", "weight", F.lit(0).cast("long").alias("part"))
+            )
             stats.append(
-                LevelStats(level, n, cur_edges.count(), 1, n, n, 0, 0,
-                           round(time.perf_counter() - start, 3))
+                LevelStats(
+                    level,
+                    n,
+                    cur_edges.count(),
+                    1,
+                    n,
+                    n,
+                    0,
+                    0,
+                    round(time.perf_counter() - start, 3),
+                )
             )
             progress.log(f"partition level {level}: {n} border nodes fit one subgraph")
             reason = "border fits in one subgraph"

@@ -61,7 +61,9 @@ class RunSummary:
                 f"cut {lv['cut_fraction']:.1%} of {lv['edges']:,} edges, "
                 f"{lv['border_nodes']:,} border nodes"
             )
-        lines.append("time per stage   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
+        lines.append(
+            "time per stage   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        )
         lines.append(f"table            {self.table_path} (Delta version {self.delta_version})")
         return "\n".join(lines)
 

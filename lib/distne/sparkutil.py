@@ -22,14 +22,18 @@ def uniform(seed: int, *cols: Column | str | int) -> Column:
     Unlike ``F.rand(seed)`` it does not depend on how rows are partitioned, so reruns with the
     same input and seed make the same choices.
     """
-    parts = [F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols]
+    parts = [
+        F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols
+    ]
     h = F.xxhash64(F.lit(seed), *parts).bitwiseAND(F.lit(0x7FFFFFFF).cast("long"))
     return h.cast("double") / F.lit(_UNIT)
 
 
 def hash_bucket(seed: int, k: int, *cols: Column | str | int) -> Column:
     """A deterministic bucket in [0, k) from the seed and the given columns."""
-    parts = [F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols]
+    parts = [
+        F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols
+    ]
     return F.pmod(F.xxhash64(F.lit(seed), *parts), F.lit(k))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from distne.evaluate import sample_non_edges
+from distne.evaluate import index_nodes, sample_non_edges
 from distne.ingest import Graph
 from distne.sparkutil import uniform
 
@@ -32,7 +32,8 @@ def split_edges(spark: SparkSession, graph: Graph, fraction: float, seed: int) -
         e.select(F.col("dst").alias("v"), "src", "dst", "h")
     )
     protected = (
-        ends.groupBy("v").agg(F.min(F.struct("h", "src", "dst")).alias("p"))
+        ends.groupBy("v")
+        .agg(F.min(F.struct("h", "src", "dst")).alias("p"))
         .select(F.col("p.src").alias("src"), F.col("p.dst").alias("dst"))
         .distinct()
     )
@@ -43,7 +44,6 @@ def split_edges(spark: SparkSession, graph: Graph, fraction: float, seed: int) -
     held = candidates.where(uniform(seed + 1, F.col("src"), F.col("dst")) < p).select("src", "dst")
     train = e.join(held, ["src", "dst"], "left_anti").select("src", "dst", "weight")
     names = graph.nodes
-    n = names.count()
 
     def named(df: DataFrame, *extra: str) -> DataFrame:
         return (
@@ -53,12 +53,27 @@ def split_edges(spark: SparkSession, graph: Graph, fraction: float, seed: int) -
         )
 
     n_held = held.count()
-    dense = names.select(F.col("id").alias("idx"), F.col("node_id").cast("string").alias("node_id"))
+    # Negatives are drawn among nodes with an edge: a node whose only edges were self-loops
+    # has no place in the training graph, so it has no vector to score.
+    linked = graph.edges.select(F.col("src").alias("id")).union(
+        graph.edges.select(F.col("dst").alias("id"))
+    )
+    dense = index_nodes(
+        names.join(linked.distinct(), "id", "left_semi").select(
+            F.col("node_id").cast("string").alias("node_id")
+        )
+    )
+    n = dense.count()
     all_edges = named(graph.edges).select(
         F.col("src").cast("string").alias("a"), F.col("dst").cast("string").alias("b")
     )
     neg = sample_non_edges(dense, n, n_held, all_edges, seed + 2)
-    test = named(held).withColumn("label", F.lit(1)).select(
-        F.col("src").cast("string"), F.col("dst").cast("string"), "label"
-    ).union(neg.select(F.col("a").alias("src"), F.col("b").alias("dst"), F.lit(0).alias("label")))
+    test = (
+        named(held)
+        .withColumn("label", F.lit(1))
+        .select(F.col("src").cast("string"), F.col("dst").cast("string"), "label")
+        .union(
+            neg.select(F.col("a").alias("src"), F.col("b").alias("dst"), F.lit(0).alias("label"))
+        )
+    )
     return Split(train=named(train, "weight"), test=test)

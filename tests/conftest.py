@@ -1,0 +1,57 @@
+"""Shared fixtures: one local Spark session (with the real Delta connector) for the whole run."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from distne.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_PPI = ROOT / "data" / "sample" / "ppi"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def spark_tmp() -> Path:
+    d = Path(tempfile.mkdtemp(prefix="distne-tests-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def spark(spark_tmp: Path):
+    """local[2], 4 shuffle partitions, UI off, temporary warehouse and checkpoint folder."""
+    from distne.session import build_session
+
+    cfg = load_config(
+        None,
+        [
+            "spark.app_name=distne-tests",
+            "spark.shuffle_partitions=4",
+            f"spark.conf.spark.sql.warehouse.dir={spark_tmp / 'warehouse'}",
+            "spark.conf.spark.ui.enabled=false",
+            "spark.conf.spark.ui.showConsoleProgress=false",
+            "spark.conf.spark.databricks.delta.snapshotPartitions=2",
+            "spark.conf.spark.driver.memory=4g",
+            f"runtime.checkpoint_dir={spark_tmp / 'checkpoints'}",
+        ],
+    )
+    session = build_session(cfg, default_master="local[2]")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clear_spark_state(request):
+    yield
+    if "spark" in request.fixturenames:
+        request.getfixturevalue("spark").catalog.clearCache()
+
+
+def make_config(*overrides: str) -> Config:
+    """The test config: small iteration counts so the suite stays fast on 2 cores."""
+    return load_config(None, ["partition.iterations=4", "runtime.progress=false", *overrides])

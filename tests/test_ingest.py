@@ -1,0 +1,100 @@
+"""Ingest on a real local Spark session, checked against networkx as the oracle."""
+
+import networkx as nx
+import pytest
+from conftest import SAMPLE_PPI, make_config
+from distne.config import IdType
+from distne.errors import InputError
+from distne.ingest import ingest
+
+pytestmark = pytest.mark.spark
+
+
+def _input(path, *overrides):
+    return make_config(f"input.path={path}", *overrides).input
+
+
+def _edge_set(graph):
+    names = {r["id"]: r["node_id"] for r in graph.nodes.collect()}
+    return {frozenset((names[r["src"]], names[r["dst"]])) for r in graph.edges.collect()}
+
+
+def test_text_edges_match_networkx(spark):
+    g = ingest(spark, _input(SAMPLE_PPI / "edges.tsv"))
+    oracle = nx.read_edgelist(SAMPLE_PPI / "edges.tsv", nodetype=int)
+    oracle.remove_edges_from(nx.selfloop_edges(oracle))
+    assert g.id_type is IdType.LONG
+    assert g.nodes.count() == oracle.number_of_nodes()
+    assert g.edges.count() == oracle.number_of_edges()
+    assert _edge_set(g) == {frozenset(e) for e in oracle.edges}
+    ids = sorted(r["id"] for r in g.nodes.collect())
+    assert ids == list(range(len(ids)))  # dense
+
+
+def test_comments_duplicates_self_loops_and_string_ids(spark, tmp_path):
+    f = tmp_path / "e.txt"
+    f.write_text("# a comment\nalice bob\nbob alice\nbob\tcarol\ncarol carol\n\n  dave   alice  \n")
+    g = ingest(spark, _input(f))
+    assert g.id_type is IdType.STRING
+    assert _edge_set(g) == {
+        frozenset(p) for p in [("alice", "bob"), ("bob", "carol"), ("dave", "alice")]
+    }
+    weights = sorted(r["weight"] for r in g.edges.collect())
+    assert weights == [1.0, 1.0, 2.0]  # the parallel alice-bob pair sums
+
+
+def test_csv_parquet_and_folder_inputs_agree(spark, tmp_path):
+    rows = [(1, 2, 0.5), (2, 3, 1.5), (3, 1, 2.0), (4, 5, 1.0)]
+    df = spark.createDataFrame(rows, "a long, b long, w double")
+    df.write.parquet(str(tmp_path / "pq"))
+    df.write.option("header", True).csv(str(tmp_path / "csv"))
+    cols = ["input.src_col=a", "input.dst_col=b", "input.weight_col=w"]
+    g1 = ingest(spark, _input(tmp_path / "pq", *cols))
+    g2 = ingest(spark, _input(tmp_path / "csv", *cols))
+    assert (
+        _edge_set(g1) == _edge_set(g2) == {frozenset(p) for p in [(1, 2), (2, 3), (3, 1), (4, 5)]}
+    )
+    assert sorted(r["weight"] for r in g1.edges.collect()) == [0.5, 1.0, 1.5, 2.0]
+
+
+def test_directed_keeps_both_orientations(spark, tmp_path):
+    f = tmp_path / "d.txt"
+    f.write_text("1 2\n2 1\n2 3\n")
+    g = ingest(spark, _input(f, "input.directed=true"))
+    assert g.edges.count() == 3
+    assert ingest(spark, _input(f)).edges.count() == 2
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("", "found none"),
+        ("# only a comment\n", "found none"),
+        ("7 7\n8 8\n", "found none"),
+        ("1 2\n3\n", "too few fields"),
+    ],
+)
+def test_bad_text_input_is_named(spark, tmp_path, content, expected):
+    f = tmp_path / "bad.txt"
+    f.write_text(content)
+    with pytest.raises(InputError) as err:
+        ingest(spark, _input(f))
+    assert str(f) in str(err.value) and expected in str(err.value)
+
+
+def test_missing_columns_list_what_was_found(spark, tmp_path):
+    spark.createDataFrame([(1, 2)], "x long, y long").write.parquet(str(tmp_path / "p"))
+    with pytest.raises(InputError, match=r"missing; found columns \['x', 'y'\]"):
+        ingest(spark, _input(tmp_path / "p"))
+
+
+def test_missing_file(spark, tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        ingest(spark, _input(tmp_path / "nope.tsv"))
+
+
+def test_non_numeric_weight(spark, tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_text("1 2 0.5\n2 3 heavy\n")
+    with pytest.raises(InputError, match="numeric weight"):
+        ingest(spark, _input(f, "input.weight_col=w"))

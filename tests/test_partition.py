@@ -1,0 +1,108 @@
+"""Partition invariants on random graphs, with a brute-force oracle for borders and cuts."""
+
+import networkx as nx
+import pytest
+from conftest import make_config
+from distne.partition import partition
+
+pytestmark = pytest.mark.spark
+
+
+def _frames(spark, g):
+    nodes = spark.createDataFrame([(int(n),) for n in g.nodes], "id long")
+    edges = spark.createDataFrame(
+        [(int(min(u, v)), int(max(u, v)), 1.0) for u, v in g.edges if u != v],
+        "src long, dst long, weight double",
+    )
+    return nodes, edges
+
+
+def _check(spark, g, max_nodes, *overrides):
+    cfg = make_config(f"partition.max_nodes={max_nodes}", *overrides)
+    nodes, edges = _frames(spark, g)
+    p = partition(spark, nodes, edges, cfg)
+    rows = p.membership.collect()
+    by_level: dict[int, dict[int, int]] = {}
+    for r in rows:
+        assert r["id"] not in by_level.setdefault(r["level"], {}), "node twice in one level"
+        by_level[r["level"]][r["id"]] = r["part"]
+    leaf = by_level[0]
+    assert set(leaf) == set(g.nodes), "every node in exactly one leaf"
+    for level, parts in by_level.items():
+        sizes: dict[int, int] = {}
+        for part in parts.values():
+            sizes[part] = sizes.get(part, 0) + 1
+        assert max(sizes.values()) <= max_nodes, f"level {level} over the bound"
+        assert sorted(sizes) == list(range(len(sizes))), "parts numbered densely"
+    # Oracle: recompute border nodes and cut edges of each level by brute force.
+    current = g.subgraph(g.nodes)
+    for s in p.levels:
+        parts = by_level[s.level]
+        assert set(parts) == set(current.nodes)
+        cut = [(u, v) for u, v in current.edges if parts[u] != parts[v]]
+        border = {x for e in cut for x in e}
+        assert s.cut_edges == len(cut) and s.border_nodes == len(border)
+        assert s.edges == current.number_of_edges()
+        inside = {(r["src"], r["dst"]) for r in p.level_edges[s.level].collect()}
+        assert inside == {(min(u, v), max(u, v)) for u, v in current.edges if parts[u] == parts[v]}
+        if s.level + 1 in by_level:
+            assert set(by_level[s.level + 1]) == border
+        current = current.subgraph(border)
+    return p
+
+
+def test_power_law_graph(spark):
+    g = nx.powerlaw_cluster_graph(600, 3, 0.3, seed=1)
+    p = _check(spark, g, 100)
+    assert p.leaf_count >= 6
+
+
+def test_hub_many_components_and_isolated_nodes(spark):
+    g = nx.star_graph(150)  # one hub adjacent to everything in its component
+    g = nx.disjoint_union(g, nx.disjoint_union_all([nx.path_graph(5) for _ in range(30)]))
+    g.add_nodes_from(range(1000, 1020))  # isolated nodes
+    _check(spark, g, 40)
+
+
+def test_clique_core_terminates(spark):
+    g = nx.complete_graph(120)
+    p = _check(spark, g, 50)
+    assert p.levels[-1].level <= make_config().partition.max_levels
+
+
+def test_tiny_bound_and_hash_method(spark):
+    g = nx.gnm_random_graph(60, 200, seed=5)
+    _check(spark, g, 4, "partition.max_levels=2", "partition.iterations=2")
+    _check(spark, g, 10, "partition.method=hash")
+
+
+def test_small_graph_is_one_leaf(spark):
+    p = _check(spark, nx.karate_club_graph(), 100)
+    assert p.leaf_count == 1 and len(p.levels) == 1
+
+
+def test_same_seed_same_partition(spark):
+    g = nx.powerlaw_cluster_graph(300, 2, 0.2, seed=2)
+    nodes, edges = _frames(spark, g)
+    cfg = make_config("partition.max_nodes=60")
+
+    def run(c):
+        return sorted(tuple(r) for r in partition(spark, nodes, edges, c).membership.collect())
+
+    assert run(cfg) == run(cfg)
+    assert run(cfg) != run(make_config("partition.max_nodes=60", "seed=9"))
+
+
+def test_label_propagation_cuts_fewer_edges_than_hash(spark):
+    g = nx.planted_partition_graph(8, 50, 0.2, 0.005, seed=3)
+    nodes, edges = _frames(spark, g)
+    lp = partition(
+        spark, nodes, edges, make_config("partition.max_nodes=60", "partition.max_levels=0")
+    )
+    hs = partition(
+        spark,
+        nodes,
+        edges,
+        make_config("partition.max_nodes=60", "partition.max_levels=0", "partition.method=hash"),
+    )
+    assert lp.levels[0].cut_edges < 0.7 * hs.levels[0].cut_edges

@@ -1,0 +1,144 @@
+"""End to end on a real graph: a real Delta table written, read back by an independent reader."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SAMPLE_PPI, make_config
+from deltalake import DeltaTable as RsDeltaTable
+from distne.errors import InputError, OutputError
+from distne.evaluate import link_prediction, node_classification
+from distne.ingest import ingest
+from distne.pipeline import run
+from distne.split import split_edges
+from distne.write import read_run_metadata
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+def _read_rs(path):
+    """Read with delta-rs (no JVM): an oracle independent of the Spark writer."""
+    t = RsDeltaTable(str(path)).to_pyarrow_table()
+    return (
+        t.column("node_id").to_pylist(),
+        t.column("subgraph_id").to_pylist(),
+        t.column("embedding").to_pylist(),
+    )
+
+
+@pytest.fixture(scope="module")
+def ppi_split(spark, tmp_path_factory):
+    d = tmp_path_factory.mktemp("ppi-split")
+    cfg = make_config(f"input.path={SAMPLE_PPI / 'edges.tsv'}")
+    s = split_edges(spark, ingest(spark, cfg.input), 0.1, cfg.seed)
+    s.train.write.option("header", True).csv(str(d / "train"))
+    s.test.write.option("header", True).csv(str(d / "test"))
+    return d
+
+
+@pytest.fixture(scope="module")
+def ppi_run(spark, tmp_path_factory, ppi_split):
+    out = tmp_path_factory.mktemp("ppi") / "emb"
+    cfg = make_config(
+        f"input.path={ppi_split / 'train'}",
+        f"output.path={out}",
+        "partition.max_nodes=500",
+        "embedding.dim=32",
+    )
+    return cfg, run(spark, cfg)
+
+
+def test_table_has_one_finite_vector_per_node(spark, ppi_run):
+    cfg, summary = ppi_run
+    ids, subs, vecs = _read_rs(cfg.output.path)
+    assert len(ids) == len(set(ids)) == summary.nodes
+    train_nodes = {
+        r[0]
+        for r in spark.read.option("header", True)
+        .csv(cfg.input.path)
+        .selectExpr("src as v")
+        .union(spark.read.option("header", True).csv(cfg.input.path).selectExpr("dst as v"))
+        .distinct()
+        .collect()
+    }
+    assert {str(i) for i in ids} == train_nodes
+    x = np.array(vecs, dtype=np.float32)
+    assert x.shape == (summary.nodes, 32) and np.isfinite(x).all()
+    assert summary.leaf_subgraphs >= 5
+    counts = np.bincount(np.array(subs))
+    assert counts.max() <= 500 and len(set(subs)) == summary.leaf_subgraphs
+
+
+def test_run_is_recorded_in_the_delta_commit(spark, ppi_run):
+    cfg, summary = ppi_run
+    meta = read_run_metadata(spark, cfg.output.path)
+    assert meta["seed"] == cfg.seed
+    assert meta["config"]["partition"]["max_nodes"] == 500
+    assert set(meta["seconds"]) >= {"ingest", "partition", "embed", "fuse"}
+    assert summary.delta_version == 0
+
+
+def test_evaluate_reports_on_the_table(spark, ppi_run, ppi_split):
+    cfg, _ = ppi_run
+    lp = link_prediction(spark, cfg.output.path, str(ppi_split / "test"))
+    assert lp["pairs_without_vectors"] == 0
+    assert 0.6 < lp["auc"] <= 1.0  # far above chance on a real graph
+    assert lp["cross_pairs"] > 0 and lp["auc_cross"] is not None
+    nc = node_classification(spark, cfg.output.path, str(SAMPLE_PPI / "communities.tsv"))
+    assert nc["labelled_nodes"] > 3000 and 0 < nc["micro_f1"] < 1
+
+
+def test_rerun_same_seed_same_vectors_new_version(spark, ppi_run):
+    cfg, _ = ppi_run
+    before = dict(zip(*_read_rs(cfg.output.path)[::2], strict=True))
+    again = run(spark, cfg)
+    assert again.delta_version == 1
+    after = dict(zip(*_read_rs(cfg.output.path)[::2], strict=True))
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_string_ids_round_trip(spark, tmp_path):
+    f = tmp_path / "names.tsv"
+    f.write_text("\n".join(f"user-{i}\tuser-{(i * 7 + 1) % 60}" for i in range(60)) + "\n")
+    out = tmp_path / "emb"
+    s = run(
+        spark,
+        make_config(
+            f"input.path={f}", f"output.path={out}", "partition.max_nodes=20", "embedding.dim=8"
+        ),
+    )
+    ids, subs, vecs = _read_rs(out)
+    assert sorted(ids) == sorted(
+        {f"user-{i}" for i in range(60)} | {f"user-{(i * 7 + 1) % 60}" for i in range(60)}
+    )
+    assert s.leaf_subgraphs >= 3 and max(np.bincount(subs)) <= 20
+    assert np.isfinite(np.array(vecs)).all()
+
+
+def test_output_holding_foreign_data_is_refused_and_untouched(spark, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "report.csv").write_text("keep me\n")
+    cfg = make_config(f"input.path={SAMPLE_PPI / 'edges.tsv'}", f"output.path={out}")
+    with pytest.raises(OutputError, match="not a Delta table"):
+        run(spark, cfg)
+    assert (out / "report.csv").read_text() == "keep me\n"
+    other = tmp_path / "other_delta"
+    spark.range(3).write.format("delta").save(str(other))
+    with pytest.raises(OutputError, match=r"columns \['id'\]"):
+        run(spark, make_config(f"input.path={SAMPLE_PPI / 'edges.tsv'}", f"output.path={other}"))
+
+
+def test_bad_input_leaves_no_table(spark, tmp_path):
+    f = tmp_path / "empty.tsv"
+    f.write_text("# nothing here\n")
+    out = tmp_path / "never"
+    with pytest.raises(InputError):
+        run(spark, make_config(f"input.path={f}", f"output.path={out}"))
+    assert not out.exists()
+
+
+def test_metadata_is_json_serialisable(ppi_run):
+    _, summary = ppi_run
+    json.dumps(summary.to_dict())
