@@ -98,3 +98,15 @@ def test_non_numeric_weight(spark, tmp_path):
     f.write_text("1 2 0.5\n2 3 heavy\n")
     with pytest.raises(InputError, match="numeric weight"):
         ingest(spark, _input(f, "input.weight_col=w"))
+
+
+def test_non_positive_weights_and_empty_endpoints_are_named(spark, tmp_path):
+    spark.createDataFrame(
+        [(1, 2, 1.0), (2, 3, -1.0)], "src long, dst long, w double"
+    ).write.parquet(str(tmp_path / "neg"))
+    with pytest.raises(InputError, match=r"weights must be positive; found \('2', '3', -1.0\)"):
+        ingest(spark, _input(tmp_path / "neg", "input.weight_col=w"))
+    f = tmp_path / "holes.csv"
+    f.write_text("src,dst\n1,2\n,3\n")
+    with pytest.raises(InputError, match="found empty endpoints"):
+        ingest(spark, _input(f))

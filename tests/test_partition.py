@@ -84,13 +84,15 @@ def test_small_graph_is_one_leaf(spark):
 def test_same_seed_same_partition(spark):
     g = nx.powerlaw_cluster_graph(300, 2, 0.2, seed=2)
     nodes, edges = _frames(spark, g)
-    cfg = make_config("partition.max_nodes=60")
+    small = ("partition.max_nodes=60", "partition.max_levels=1", "partition.iterations=2")
 
-    def run(c):
-        return sorted(tuple(r) for r in partition(spark, nodes, edges, c).membership.collect())
+    def run(*extra):
+        cfg = make_config(*small, *extra)
+        return sorted(tuple(r) for r in partition(spark, nodes, edges, cfg).membership.collect())
 
-    assert run(cfg) == run(cfg)
-    assert run(cfg) != run(make_config("partition.max_nodes=60", "seed=9"))
+    first = run()
+    assert run() == first
+    assert run("seed=9") != first
 
 
 def test_label_propagation_cuts_fewer_edges_than_hash(spark):

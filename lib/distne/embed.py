@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from pyspark import Accumulator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -103,9 +104,12 @@ def arrow_to_vectors(col: pa.ChunkedArray | pa.Array, dim: int) -> tuple[np.ndar
 
 
 def make_embed_udf(
-    cfg: EmbeddingConfig, seed: int
+    cfg: EmbeddingConfig, seed: int, done: Accumulator[int] | None = None
 ) -> Callable[[tuple[pa.Scalar, ...], pa.Table, pa.Table], pa.Table]:
-    """The cogrouped Arrow function for ``(level, part)`` groups: nodes x edges -> vectors."""
+    """The cogrouped Arrow function for ``(level, part)`` groups: nodes x edges -> vectors.
+
+    ``done``, if given, counts embedded subgraphs (Spark reports it as tasks finish).
+    """
 
     def embed_group(key: tuple[pa.Scalar, ...], nodes: pa.Table, edges: pa.Table) -> pa.Table:
         level, part = int(key[0].as_py()), int(key[1].as_py())
@@ -119,6 +123,8 @@ def make_embed_udf(
             subgraph_seed(seed, level, part),
         )
         n = len(ids)
+        if done is not None:
+            done.add(1)
         return pa.table(
             {
                 "id": pa.array(ids, pa.int64()),
@@ -131,10 +137,13 @@ def make_embed_udf(
     return embed_group
 
 
-def embed(partitioning: Partitioning, config: Config) -> DataFrame:
+def embed(
+    partitioning: Partitioning, config: Config, done: Accumulator[int] | None = None
+) -> DataFrame:
     """Vectors of every node in every subgraph it belongs to: ``id, level, part, vec``.
 
-    All levels are embedded in one Spark job, one group per subgraph.
+    All levels are embedded in one Spark job, one group per subgraph. ``done`` (a Spark
+    accumulator) counts subgraphs embedded, for progress reports.
     """
     nodes = partitioning.membership.select("level", "part", "id")
     edges = None
@@ -145,5 +154,5 @@ def embed(partitioning: Partitioning, config: Config) -> DataFrame:
     return (
         nodes.groupBy("level", "part")
         .cogroup(edges.groupBy("level", "part"))
-        .applyInArrow(make_embed_udf(config.embedding, config.seed), VECTORS_SCHEMA)
+        .applyInArrow(make_embed_udf(config.embedding, config.seed, done), VECTORS_SCHEMA)
     )

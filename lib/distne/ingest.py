@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -64,6 +64,14 @@ def detect_format(path: str) -> InputFormat:
     return InputFormat.TEXT
 
 
+def _reject_rows(df: DataFrame, bad: Column, message: str, show: str | None = None) -> None:
+    """Raise ``InputError(message + examples)`` if any row matches ``bad`` (3 shown at most)."""
+    rows = df.where(bad).limit(3).collect()
+    if rows:
+        found = "; ".join(repr(r[show]) if show else repr(tuple(r)) for r in rows)
+        raise InputError(f"{message} {found}.")
+
+
 def _read_text(spark: SparkSession, path: str, cfg: InputConfig) -> DataFrame:
     lines = spark.read.text(path)
     stripped = F.trim(F.col("value"))
@@ -72,28 +80,28 @@ def _read_text(spark: SparkSession, path: str, cfg: InputConfig) -> DataFrame:
     parsed = body.select(
         F.col("value").alias("_line"),
         F.size(tokens).alias("_n"),
-        tokens.getItem(0).alias("src"),
-        tokens.getItem(1).alias("dst"),
-        tokens.getItem(2).alias("_w"),
+        F.get(tokens, 0).alias("src"),
+        F.get(tokens, 1).alias("dst"),
+        F.get(tokens, 2).alias("_w"),
     )
     need = 3 if cfg.weight_col else 2
-    bad = parsed.where(F.col("_n") < need).select("_line").limit(3).collect()
-    if bad:
-        found = "; ".join(repr(r["_line"]) for r in bad)
-        raise InputError(
-            f"input {path!r}: expected text lines 'src dst{' weight' if cfg.weight_col else ''}' "
-            f"separated by whitespace, tab or comma (comments start with {cfg.comment!r}); "
-            f"found lines with too few fields, e.g. {found}."
-        )
+    _reject_rows(
+        parsed,
+        F.col("_n") < need,
+        f"input {path!r}: expected text lines 'src dst{' weight' if cfg.weight_col else ''}' "
+        f"separated by whitespace, tab or comma (comments start with {cfg.comment!r}); "
+        f"found lines with too few fields, e.g.",
+        show="_line",
+    )
     weight = F.col("_w").try_cast("double") if cfg.weight_col else F.lit(1.0)
     out = parsed.select("src", "dst", weight.alias("weight"), "_line")
     if cfg.weight_col:
-        bad_w = out.where(F.col("weight").isNull()).select("_line").limit(3).collect()
-        if bad_w:
-            found = "; ".join(repr(r["_line"]) for r in bad_w)
-            raise InputError(
-                f"input {path!r}: expected a numeric weight in the third field; found {found}."
-            )
+        _reject_rows(
+            out,
+            F.col("weight").isNull(),
+            f"input {path!r}: expected a numeric weight in the third field; found",
+            show="_line",
+        )
     return out.drop("_line")
 
 
@@ -128,12 +136,12 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
         weight.alias("weight"),
     )
     if cfg.weight_col:
-        bad = out.where(F.col("weight").isNull()).limit(3).collect()
-        if bad:
-            raise InputError(
-                f"input {path!r}: column {cfg.weight_col!r} must hold numbers; found "
-                f"null or non-numeric values in rows like {[tuple(r) for r in bad]}."
-            )
+        _reject_rows(
+            out,
+            F.col("weight").isNull(),
+            f"input {path!r}: column {cfg.weight_col!r} must hold numbers; found null or "
+            f"non-numeric values in rows like",
+        )
     return out
 
 
@@ -149,28 +157,19 @@ def read_edges(spark: SparkSession, cfg: InputConfig) -> DataFrame:
         raw = _read_text(spark, cfg.path, cfg)
     else:
         raw = _read_columns(spark, cfg.path, fmt, cfg)
-    nulls = (
-        raw.where(
-            F.col("src").isNull()
-            | F.col("dst").isNull()
-            | (F.col("src") == "")
-            | (F.col("dst") == "")
-        )
-        .limit(3)
-        .collect()
+    empty = (
+        F.col("src").isNull() | F.col("dst").isNull() | (F.col("src") == "") | (F.col("dst") == "")
     )
-    if nulls:
-        raise InputError(
-            f"input {cfg.path!r}: expected a node id in both endpoint columns; found empty "
-            f"endpoints in rows like {[tuple(r) for r in nulls]}."
-        )
+    _reject_rows(
+        raw,
+        empty,
+        f"input {cfg.path!r}: expected a node id in both endpoint columns; found empty "
+        f"endpoints in rows like",
+    )
     if cfg.weight_col:
-        negative = raw.where(F.col("weight") <= 0).limit(3).collect()
-        if negative:
-            raise InputError(
-                f"input {cfg.path!r}: edge weights must be positive; "
-                f"found {[tuple(r) for r in negative]}."
-            )
+        _reject_rows(
+            raw, F.col("weight") <= 0, f"input {cfg.path!r}: edge weights must be positive; found"
+        )
     return raw
 
 

@@ -109,9 +109,15 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     summary.partition = {**parts.summary(), "max_nodes": config.partition.max_nodes}
 
     total = sum(s.subgraphs for s in parts.levels)
-    with progress.stage("embed", f"{total} subgraphs over {len(parts.levels)} levels") as t:
-        vectors = cut_lineage(embed(parts, config), config.runtime)
+    done = spark.sparkContext.accumulator(0)
+    with progress.stage(
+        "embed",
+        f"{total} subgraphs over {len(parts.levels)} levels",
+        counter=lambda: f"subgraphs {done.value}/{total}",
+    ) as t:
+        vectors = cut_lineage(embed(parts, config, done), config.runtime)
     summary.seconds["embed"] = t["seconds"]
+    progress.log(f"embed: {done.value}/{total} subgraphs embedded")
 
     with progress.stage("fuse", config.fusion.method.value) as t:
         fused = fuse(vectors, parts, config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -76,15 +76,23 @@ class Progress:
             print(f"[distne] {msg}", file=sys.stderr, flush=True)
 
     @contextmanager
-    def stage(self, name: str, detail: str = "") -> Iterator[dict[str, float]]:
-        """Time a stage; yields a dict that receives ``seconds`` when the stage ends."""
+    def stage(
+        self, name: str, detail: str = "", counter: Callable[[], str] | None = None
+    ) -> Iterator[dict[str, float]]:
+        """Time a stage; yields a dict that receives ``seconds`` when the stage ends.
+
+        ``counter``, if given, returns a progress phrase (e.g. "subgraphs 12/40") for the
+        periodic lines.
+        """
         out: dict[str, float] = {}
         start = time.perf_counter()
         self.log(f"{name}: started {detail}".rstrip())
         stop = threading.Event()
         watcher = None
         if self.enabled:
-            watcher = threading.Thread(target=self._watch, args=(name, start, stop), daemon=True)
+            watcher = threading.Thread(
+                target=self._watch, args=(name, start, stop, counter), daemon=True
+            )
             watcher.start()
         try:
             yield out
@@ -95,7 +103,9 @@ class Progress:
             out["seconds"] = time.perf_counter() - start
             self.log(f"{name}: done in {out['seconds']:.1f}s")
 
-    def _watch(self, name: str, start: float, stop: threading.Event) -> None:
+    def _watch(
+        self, name: str, start: float, stop: threading.Event, counter: Callable[[], str] | None
+    ) -> None:
         tracker = self._spark.sparkContext.statusTracker()
         while not stop.wait(self.interval):
             done = total = 0
@@ -105,4 +115,5 @@ class Progress:
                     done += info.numCompletedTasks
                     total += info.numTasks
             tasks = f", tasks {done}/{total}" if total else ""
-            self.log(f"{name}: running{tasks}, {time.perf_counter() - start:.0f}s elapsed")
+            extra = f", {counter()}" if counter is not None else ""
+            self.log(f"{name}: running{extra}{tasks}, {time.perf_counter() - start:.0f}s elapsed")

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Whole-graph vs partitioned runs of the same embedder on the real graphs in ../shared/data,
+# following the quality protocol of shared/DESIGN.md. Prints each run's summary and evaluate's
+# JSON; the figures in issue notes come from this script.
+#
+#   bash benchmarks/real_graphs.sh [OUT_DIR] [GRAPH ...]     # default: all four graphs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-/tmp/distne-bench}; shift || true
+DATA=../shared/data
+GRAPHS=("$@"); [ ${#GRAPHS[@]} -gt 0 ] || GRAPHS=(ppi wikipedia-pos ca-astroph github-musae)
+declare -A EDGES=([ppi]=ppi/edges.tsv [wikipedia-pos]=wikipedia-pos/edges.tsv
+                  [ca-astroph]=ca-astroph/edges.tsv [github-musae]=github-musae/edges.csv)
+declare -A LABELS=([ppi]=ppi/communities.tsv [wikipedia-pos]=wikipedia-pos/communities.tsv
+                   [ca-astroph]= [github-musae]=github-musae/labels.csv)
+# Leaves of at most this many nodes: 16 or more leaf subgraphs on each graph.
+declare -A MAXN=([ppi]=200 [wikipedia-pos]=250 [ca-astroph]=1000 [github-musae]=2000)
+D=.venv/bin/distne
+for g in "${GRAPHS[@]}"; do
+  w="$OUT/$g"; rm -rf "$w"; mkdir -p "$w"
+  echo "=== $g: split (10% held out)"
+  $D split --input "$DATA/${EDGES[$g]}" --train "$w/train" --test "$w/test" 2>/dev/null
+  for mode in whole "partitioned:max_nodes=${MAXN[$g]}" "leaf_only:max_nodes=${MAXN[$g]}"; do
+    case $mode in
+      whole) sets=(--set partition.max_nodes=1000000) ;;
+      partitioned*) sets=(--set "partition.max_nodes=${MAXN[$g]}") ;;
+      leaf_only*) sets=(--set "partition.max_nodes=${MAXN[$g]}" --set fusion.method=leaf_only) ;;
+    esac
+    name=${mode%%:*}
+    echo "=== $g: run $mode"
+    $D run --input "$w/train" --output "$w/$name" "${sets[@]}" --set runtime.progress=false 2>/dev/null
+    echo "=== $g: evaluate $mode"
+    args=(--embeddings "$w/$name" --test-edges "$w/test")
+    [ -n "${LABELS[$g]}" ] && args+=(--labels "$DATA/${LABELS[$g]}")
+    $D evaluate "${args[@]}" 2>/dev/null
+  done
+done
