@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -253,12 +252,3 @@ def ingest(spark: SparkSession, cfg: InputConfig) -> Graph:
             f"found none (empty input, only comments, or only self-loops)."
         )
     return graph
-
-
-def is_local_path(path: str) -> bool:
-    """True for a path on the local filesystem (no scheme, or file://)."""
-    return _local_paths(path) is not None
-
-
-def local_path(path: str) -> Path:
-    return Path(path.removeprefix("file://"))

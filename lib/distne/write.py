@@ -92,6 +92,8 @@ def write_embeddings(
     """
     from delta.tables import DeltaTable
 
+    # Checked again (the run checked before starting): something may have appeared at the path
+    # during a long run, and the state decides whether a failed write removes the folder.
     state = check_output(spark, path, mode)
     out = table.select(*TABLE_COLUMNS)
     try:
