@@ -44,7 +44,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser(prog: str = "distne", with_commands: bool = True) -> argparse.ArgumentParser:
+def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Distributed network embedding on Spark."
     )

@@ -18,10 +18,11 @@ from __future__ import annotations
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from distne.config import InputConfig
 from distne.errors import InputError
-from distne.ingest import read_edges
+from distne.ingest import dense_index, read_edges
 from distne.sparkutil import hash_bucket, uniform
 
 
@@ -147,15 +148,8 @@ def link_prediction(
 
 
 def index_nodes(node_ids: DataFrame) -> DataFrame:
-    from pyspark.sql import types as T
-
-    ordered = node_ids.distinct().orderBy("node_id")
-    return node_ids.sparkSession.createDataFrame(
-        ordered.rdd.zipWithIndex().map(lambda r: (r[1], r[0][0])),
-        T.StructType(
-            [T.StructField("idx", T.LongType()), T.StructField("node_id", T.StringType())]
-        ),
-    )
+    """``idx`` (dense 0..n-1) and ``node_id`` (string) for the distinct ids given."""
+    return dense_index(node_ids, T.StringType(), "idx")
 
 
 def _read_pairs(spark: SparkSession, path: str) -> DataFrame:

@@ -63,6 +63,20 @@ def detect_format(path: str) -> InputFormat:
     return InputFormat.TEXT
 
 
+def dense_index(node_ids: DataFrame, key_type: T.DataType, index_col: str) -> DataFrame:
+    """``index_col`` (long, 0..n-1) and ``node_id`` for the distinct ``node_id`` values.
+
+    zipWithIndex after a sort: dense, deterministic ids without a single-partition window.
+    """
+    ordered = node_ids.select("node_id").distinct().orderBy("node_id")
+    schema = T.StructType(
+        [T.StructField(index_col, T.LongType(), False), T.StructField("node_id", key_type, False)]
+    )
+    return node_ids.sparkSession.createDataFrame(
+        ordered.rdd.zipWithIndex().map(lambda r: (r[1], r[0][0])), schema
+    )
+
+
 def _reject_rows(df: DataFrame, bad: Column, message: str, show: str | None = None) -> None:
     """Raise ``InputError(message + examples)`` if any row matches ``bad`` (3 shown at most)."""
     rows = df.where(bad).limit(3).collect()
@@ -207,14 +221,7 @@ def build_graph(spark: SparkSession, raw: DataFrame, cfg: InputConfig) -> Graph:
         .union(typed.select(F.col("dst").alias("node_id")))
         .distinct()
     )
-    # zipWithIndex after a sort: dense, deterministic ids without a single-partition window.
-    ordered = endpoints.orderBy("node_id")
-    nodes = spark.createDataFrame(
-        ordered.rdd.zipWithIndex().map(lambda r: (r[1], r[0][0])),
-        T.StructType(
-            [T.StructField("id", T.LongType(), False), T.StructField("node_id", key_type, False)]
-        ),
-    )
+    nodes = dense_index(endpoints, key_type, "id")
     m = nodes.select(F.col("node_id").alias("_k"), F.col("id").alias("_id"))
     edges = (
         typed.join(m.withColumnsRenamed({"_id": "s"}), typed["src"] == F.col("_k"))

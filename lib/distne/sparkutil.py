@@ -16,25 +16,26 @@ from distne.config import LineageCut, RuntimeConfig
 _UNIT = float(2**31)
 
 
+def _columns(cols: tuple[Column | str | int, ...]) -> list[Column]:
+    """Ints become literals, strings column names; columns stay as they are."""
+    return [
+        F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols
+    ]
+
+
 def uniform(seed: int, *cols: Column | str | int) -> Column:
     """A deterministic pseudo-random double in [0, 1) from the seed and the given columns.
 
     Unlike ``F.rand(seed)`` it does not depend on how rows are partitioned, so reruns with the
     same input and seed make the same choices.
     """
-    parts = [
-        F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols
-    ]
-    h = F.xxhash64(F.lit(seed), *parts).bitwiseAND(F.lit(0x7FFFFFFF).cast("long"))
+    h = F.xxhash64(F.lit(seed), *_columns(cols)).bitwiseAND(F.lit(0x7FFFFFFF).cast("long"))
     return h.cast("double") / F.lit(_UNIT)
 
 
 def hash_bucket(seed: int, k: int, *cols: Column | str | int) -> Column:
     """A deterministic bucket in [0, k) from the seed and the given columns."""
-    parts = [
-        F.lit(c) if isinstance(c, int) else (F.col(c) if isinstance(c, str) else c) for c in cols
-    ]
-    return F.pmod(F.xxhash64(F.lit(seed), *parts), F.lit(k))
+    return F.pmod(F.xxhash64(F.lit(seed), *_columns(cols)), F.lit(k))
 
 
 def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
