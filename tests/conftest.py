@@ -54,4 +54,12 @@ def _clear_spark_state(request):
 
 def make_config(*overrides: str) -> Config:
     """The test config: small iteration counts so the suite stays fast on 2 cores."""
-    return load_config(None, ["partition.iterations=4", "runtime.progress=false", *overrides])
+    return load_config(
+        None,
+        [
+            "partition.iterations=4",
+            "partition.cluster_rounds=2",
+            "runtime.progress=false",
+            *overrides,
+        ],
+    )

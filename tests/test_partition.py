@@ -51,23 +51,47 @@ def _check(spark, g, max_nodes, *overrides):
     return p
 
 
-def test_power_law_graph(spark):
+# Each method, and multilevel with its Spark coarsening forced (a coarse graph of at most 150
+# nodes), which is the path a graph too big for the driver takes.
+METHODS = {
+    "multilevel": ("partition.method=multilevel",),
+    "coarsened": ("partition.method=multilevel", "partition.coarse_nodes=150"),
+    "label_propagation": ("partition.method=label_propagation",),
+}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_power_law_graph(spark, method):
     g = nx.powerlaw_cluster_graph(600, 3, 0.3, seed=1)
-    p = _check(spark, g, 100)
+    p = _check(spark, g, 100, *METHODS[method])
     assert p.leaf_count >= 6
+    if method == "coarsened":
+        assert p.levels[0].method.coarsening_steps >= 1
+        assert p.levels[0].method.coarse_nodes <= 150
 
 
-def test_hub_many_components_and_isolated_nodes(spark):
+@pytest.mark.parametrize("method", list(METHODS))
+def test_hub_many_components_and_isolated_nodes(spark, method):
     g = nx.star_graph(150)  # one hub adjacent to everything in its component
     g = nx.disjoint_union(g, nx.disjoint_union_all([nx.path_graph(5) for _ in range(30)]))
     g.add_nodes_from(range(1000, 1020))  # isolated nodes
-    _check(spark, g, 40)
+    p = _check(spark, g, 40, *METHODS[method])
+    if method == "coarsened":
+        assert p.levels[0].method.method == "multilevel"
 
 
-def test_clique_core_terminates(spark):
+@pytest.mark.parametrize("method", list(METHODS))
+def test_clique_core_terminates(spark, method):
     g = nx.complete_graph(120)
-    p = _check(spark, g, 50)
+    p = _check(spark, g, 50, *METHODS[method])
     assert p.levels[-1].level <= make_config().partition.max_levels
+
+
+def test_stalled_coarsening_falls_back_to_label_propagation(spark):
+    # Clusters may hold at most floor(0.8 * 8 / 10) = 0 nodes, so nothing can merge.
+    g = nx.gnm_random_graph(80, 300, seed=4)
+    p = _check(spark, g, 8, "partition.coarse_nodes=10", "partition.max_levels=0")
+    assert p.levels[0].method.method == "label_propagation (coarsening stalled)"
 
 
 def test_tiny_bound_and_hash_method(spark):
@@ -95,11 +119,41 @@ def test_same_seed_same_partition(spark):
     assert run("seed=9") != first
 
 
+def test_cut_close_to_metis_on_ppi(spark):
+    """On a real graph, the coarsened multilevel cut stays within 1.3x of METIS at equal k."""
+    import numpy as np
+    import pymetis
+    from conftest import SAMPLE_PPI
+
+    path = SAMPLE_PPI / "edges.tsv"
+    g = nx.Graph()
+    for line in path.read_text().splitlines():
+        u, v = line.split()[:2]
+        if u != v:
+            g.add_edge(int(u), int(v))
+    max_nodes = 400
+    cfg = ("partition.coarse_nodes=500", "partition.max_levels=0")
+    p = _check(spark, g, max_nodes, *cfg)
+    assert p.levels[0].method.coarsening_steps >= 1
+    ids = sorted(g.nodes)
+    index = {x: i for i, x in enumerate(ids)}
+    adj = [[index[y] for y in g.neighbors(x)] for x in ids]
+    _, metis = pymetis.part_graph(p.leaf_count, adjacency=adj)
+    metis = np.asarray(metis)
+    metis_cut = sum(metis[index[u]] != metis[index[v]] for u, v in g.edges)
+    assert p.levels[0].cut_edges <= 1.3 * metis_cut
+
+
 def test_label_propagation_cuts_fewer_edges_than_hash(spark):
     g = nx.planted_partition_graph(8, 50, 0.2, 0.005, seed=3)
     nodes, edges = _frames(spark, g)
     lp = partition(
-        spark, nodes, edges, make_config("partition.max_nodes=60", "partition.max_levels=0")
+        spark,
+        nodes,
+        edges,
+        make_config(
+            "partition.max_nodes=60", "partition.max_levels=0", "partition.method=label_propagation"
+        ),
     )
     hs = partition(
         spark,
@@ -108,3 +162,26 @@ def test_label_propagation_cuts_fewer_edges_than_hash(spark):
         make_config("partition.max_nodes=60", "partition.max_levels=0", "partition.method=hash"),
     )
     assert lp.levels[0].cut_edges < 0.7 * hs.levels[0].cut_edges
+
+
+def test_generated_power_law_graph_has_hubs_and_communities(spark):
+    from collections import Counter
+
+    from distne.generate import power_law_edges
+
+    edges = power_law_edges(spark, 2000, 20_000, seed=1, communities=10)
+    pairs = [(r["src"], r["dst"]) for r in edges.collect()]
+    assert all(s < d for s, d in pairs) and len(set(pairs)) == len(pairs)
+    assert len(pairs) > 10_000
+    degree = Counter(x for pair in pairs for x in pair)
+    assert max(degree.values()) > 20 * (2 * len(pairs) / len(degree))  # a hub
+    inside = sum(s % 10 == d % 10 for s, d in pairs) / len(pairs)
+    assert inside > 0.7  # 80% drawn inside a community, plus chance hits
+    again = sorted(
+        (r["src"], r["dst"]) for r in power_law_edges(spark, 2000, 20_000, 1, 10).collect()
+    )
+    assert again == sorted(pairs)
+    other = sorted(
+        (r["src"], r["dst"]) for r in power_law_edges(spark, 2000, 20_000, 2, 10).collect()
+    )
+    assert other != again

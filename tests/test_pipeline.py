@@ -76,6 +76,12 @@ def test_run_is_recorded_in_the_delta_commit(spark, ppi_run):
     assert meta["config"]["partition"]["max_nodes"] == 500
     assert set(meta["seconds"]) >= {"ingest", "partition", "embed", "fuse"}
     assert summary.delta_version == 0
+    part = meta["partition"]
+    assert sum(part["leaf_size_histogram"]) == summary.leaf_subgraphs
+    assert 0 < part["fill_ratio"] <= 1
+    leaf = part["per_level"][0]
+    assert leaf["method"]["method"] == "multilevel" and leaf["seconds"] > 0
+    assert {"cut_fraction", "border_nodes", "size_histogram"} <= set(leaf)
 
 
 def test_evaluate_reports_on_the_table(spark, ppi_run, ppi_split):

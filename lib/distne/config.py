@@ -50,6 +50,7 @@ class IdType(str, enum.Enum):
 
 
 class PartitionMethod(str, enum.Enum):
+    MULTILEVEL = "multilevel"
     LABEL_PROPAGATION = "label_propagation"
     HASH = "hash"
 
@@ -104,10 +105,23 @@ class PartitionConfig:
         default=100_000,
     )
     method: PartitionMethod = _help(
-        "label_propagation (size-constrained, few cut edges) or hash (baseline).",
-        default=PartitionMethod.LABEL_PROPAGATION,
+        "multilevel (coarsen in Spark, METIS on the coarse graph, refine; fewest cut edges), "
+        "label_propagation (size-constrained, from a hash start) or hash (baseline).",
+        default=PartitionMethod.MULTILEVEL,
     )
-    iterations: int = _help("Label-propagation rounds per level.", default=8)
+    iterations: int = _help(
+        "Label-propagation rounds per level (label_propagation), or refinement rounds after "
+        "projecting the coarse partition back (multilevel).",
+        default=8,
+    )
+    coarse_nodes: int = _help(
+        "multilevel: coarsen until the graph has at most this many nodes; that coarse graph is "
+        "what the driver holds and partitions with METIS.",
+        default=50_000,
+    )
+    cluster_rounds: int = _help(
+        "multilevel: size-constrained label-propagation rounds per coarsening step.", default=4
+    )
     fill: float = _help(
         "Target fill of a part when choosing the number of parts (parts = n / (fill*max_nodes)).",
         default=0.8,
@@ -199,6 +213,18 @@ class Config:
             "partition.iterations",
             ">= 0",
             self.partition.iterations,
+        )
+        _check(
+            self.partition.coarse_nodes >= 2,
+            "partition.coarse_nodes",
+            ">= 2",
+            self.partition.coarse_nodes,
+        )
+        _check(
+            self.partition.cluster_rounds >= 1,
+            "partition.cluster_rounds",
+            ">= 1",
+            self.partition.cluster_rounds,
         )
         _check(
             self.partition.max_levels >= 0,

@@ -5,17 +5,26 @@ leaf subgraphs). Its *border nodes* (nodes with an edge into another part) induc
 subgraph, which level 1 partitions again, and so on until the border fits in one subgraph,
 stops shrinking, vanishes, or ``partition.max_levels`` is reached.
 
-Each level is size-constrained label propagation (in the spirit of Spinner, Martella et al.
-2017): parts start from a seeded hash; in each round a node wants the part holding most of its
-edge weight, and moves there with a probability that keeps every part under its capacity.
-A final repair splits any part that random moves pushed over ``max_nodes``, so the bound is
-hard. Only per-part counts (one row per part) reach the driver.
+Each level's graph is split into ``k = ceil(n / (fill * max_nodes))`` parts by one of:
+
+- ``multilevel`` (default, :mod:`distne.multilevel`): coarsen in Spark until the graph is
+  small, partition that coarse graph with METIS on the driver, project back;
+- ``label_propagation``: start from a seeded hash;
+- ``hash``: the seeded hash alone (a baseline).
+
+Then size-constrained label propagation refines the parts (in the spirit of Spinner, Martella
+et al. 2017): in each round a node wants the part holding most of its edge weight, and each
+part admits the movers that gain most up to its free room, so no part grows past
+``max_nodes``. A final repair splits any part still over ``max_nodes`` (only a hash start can
+produce one), so the bound is hard. Only per-part counts (one row per part) and, for
+multilevel, the bounded coarse graph reach the driver.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -23,9 +32,20 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from distne.config import Config, PartitionMethod
-from distne.sparkutil import Progress, cut_lineage, hash_bucket, uniform
+from distne.multilevel import coarse_partition
+from distne.sparkutil import Progress, cut_lineage, hash_bucket, symmetric, uniform
 
 Level = int
+
+
+@dataclass(frozen=True)
+class LevelMethod:
+    """How one level was partitioned: the method that ran and, for multilevel, its coarse graph."""
+
+    method: str
+    coarsening_steps: int = 0
+    coarse_nodes: int = 0
+    coarse_edges: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,8 @@ class LevelStats:
     cut_edges: int
     border_nodes: int
     seconds: float
+    size_histogram: tuple[int, ...] = ()
+    method: LevelMethod | None = None
 
     @property
     def cut_fraction(self) -> float:
@@ -77,6 +99,8 @@ class Partitioning:
             "leaf_subgraphs": lv0.subgraphs,
             "levels": len(self.levels),
             "fill_ratio": round(lv0.nodes / (lv0.subgraphs * self.max_nodes), 4),
+            "leaf_size_histogram": list(lv0.size_histogram),
+            "histogram_bins": f"subgraphs per tenth of max_nodes={self.max_nodes}, smallest first",
             "stop_reason": self.stop_reason,
             "per_level": [
                 {
@@ -89,17 +113,22 @@ class Partitioning:
         }
 
 
-def _symmetric(edges: DataFrame) -> DataFrame:
-    return edges.select("src", "dst", "weight").union(
-        edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight")
-    )
-
-
 def _small_table(spark: SparkSession, rows: list[tuple[int, float]], name: str) -> DataFrame:
     schema = T.StructType(
         [T.StructField("part", T.LongType(), False), T.StructField(name, T.DoubleType(), False)]
     )
     return F.broadcast(spark.createDataFrame(rows, schema))
+
+
+HISTOGRAM_BINS = 10
+
+
+def size_histogram(sizes: Iterable[int], max_nodes: int) -> tuple[int, ...]:
+    """Subgraph count per tenth of ``max_nodes``: bin ``i`` holds sizes in (i/10, (i+1)/10]."""
+    bins = [0] * HISTOGRAM_BINS
+    for size in sizes:
+        bins[min(HISTOGRAM_BINS - 1, max(0, (size - 1) * HISTOGRAM_BINS // max_nodes))] += 1
+    return tuple(bins)
 
 
 def _part_sizes(labels: DataFrame) -> dict[int, int]:
@@ -119,6 +148,7 @@ def _label_propagation_round(
     level: int,
     round_: int,
 ) -> DataFrame:
+    """The nodes that move this round: ``id``, ``moved`` (their new part)."""
     sizes = _part_sizes(labels)
     nbr = sym.join(labels.withColumnsRenamed({"id": "dst", "part": "nbr_part"}), "dst")
     score = nbr.groupBy("src", "nbr_part").agg(F.sum("weight").alias("w"))
@@ -138,20 +168,21 @@ def _label_propagation_round(
         )
     )
     wants = best.where((F.col("target") != F.col("cur")) & (F.col("w_best") > F.col("w_cur")))
-    demand = {
-        int(r["target"]): int(r["n"])
-        for r in wants.groupBy("target").agg(F.count("*").alias("n")).collect()
-    }
-    if not demand:
-        return labels
-    probs = [(p, min(1.0, max(0, capacity - sizes.get(p, 0)) / d)) for p, d in demand.items()]
-    moves = (
-        wants.join(_small_table(spark, probs, "prob").withColumnRenamed("part", "target"), "target")
-        .where(uniform(seed + 1, F.lit(level), F.lit(round_), F.col("src")) < F.col("prob"))
-        .select(F.col("src").alias("id"), F.col("target").alias("moved"))
+    # Each part admits its most-wanting movers up to its free room, so no part grows past
+    # ``capacity`` (leaving nodes are not counted as freeing room: a conservative bound). The
+    # window holds one part's candidates; Spark sorts it out of core, no Python worker sees it.
+    room = _small_table(
+        spark, [(p, float(max(0, capacity - s))) for p, s in sizes.items()], "room"
+    ).withColumnRenamed("part", "target")
+    order = Window.partitionBy("target").orderBy(
+        F.desc("gain"), uniform(seed + 1, F.lit(level), F.lit(round_), F.col("src")), "src"
     )
-    return labels.join(moves, "id", "left").select(
-        "id", F.coalesce(F.col("moved"), F.col("part")).alias("part")
+    return (
+        wants.withColumn("gain", F.col("w_best") - F.col("w_cur"))
+        .withColumn("rank", F.row_number().over(order))
+        .join(room, "target")
+        .where(F.col("rank") <= F.col("room"))
+        .select(F.col("src").alias("id"), F.col("target").alias("moved"))
     )
 
 
@@ -187,6 +218,37 @@ def _enforce_bound(spark: SparkSession, labels: DataFrame, max_nodes: int, seed:
     return ok.union(fixed)
 
 
+# Refinement stops when a round moves at most this share of the level's nodes.
+SETTLED = 0.002
+
+
+def _refine(
+    spark: SparkSession,
+    labels: DataFrame,
+    edges: DataFrame,
+    n: int,
+    config: Config,
+    level: Level,
+) -> DataFrame:
+    """Up to ``partition.iterations`` label-propagation rounds; stop early once few nodes move."""
+    pc = config.partition
+    sym = cut_lineage(symmetric(edges), config.runtime)
+    for r in range(pc.iterations):
+        moves = cut_lineage(
+            _label_propagation_round(spark, labels, sym, pc.max_nodes, config.seed, level, r),
+            config.runtime,
+        )
+        labels = cut_lineage(
+            labels.join(moves, "id", "left").select(
+                "id", F.coalesce(F.col("moved"), F.col("part")).alias("part")
+            ),
+            config.runtime,
+        )
+        if moves.count() <= SETTLED * n:
+            break
+    return labels
+
+
 def partition_level(
     spark: SparkSession,
     nodes: DataFrame,
@@ -194,7 +256,7 @@ def partition_level(
     n: int,
     config: Config,
     level: Level,
-) -> DataFrame:
+) -> tuple[DataFrame, LevelMethod]:
     """Partition one level's graph into parts of at most ``max_nodes`` nodes.
 
     Args:
@@ -203,23 +265,34 @@ def partition_level(
         n: number of nodes (already counted by the caller).
 
     Returns:
-        ``id``, ``part`` with parts numbered densely from 0.
+        ``id``, ``part`` with parts numbered densely from 0, and how the level was partitioned.
     """
     pc = config.partition
     if n <= pc.max_nodes:
-        return nodes.select("id", F.lit(0).cast("long").alias("part"))
+        return nodes.select("id", F.lit(0).cast("long").alias("part")), LevelMethod("one part")
     k = max(2, math.ceil(n / (pc.fill * pc.max_nodes)))
     seed = config.seed
-    labels = nodes.select("id", hash_bucket(seed, k, F.lit(level), F.col("id")).alias("part"))
-    labels = cut_lineage(labels, config.runtime)
-    if pc.method is PartitionMethod.LABEL_PROPAGATION and pc.iterations > 0:
-        sym = cut_lineage(_symmetric(edges), config.runtime)
-        for r in range(pc.iterations):
-            labels = cut_lineage(
-                _label_propagation_round(spark, labels, sym, pc.max_nodes, seed, level, r),
-                config.runtime,
+    labels: DataFrame | None = None
+    how = LevelMethod(pc.method.value)
+    if pc.method is PartitionMethod.MULTILEVEL:
+        coarse = coarse_partition(spark, nodes, edges, n, k, config, level)
+        how = LevelMethod(pc.method.value, coarse.steps, coarse.coarse_nodes, coarse.coarse_edges)
+        if coarse.labels is None:
+            # Coarsening stalled above partition.coarse_nodes: label propagation instead.
+            how = LevelMethod(
+                "label_propagation (coarsening stalled)",
+                coarse.steps,
+                coarse.coarse_nodes,
+                coarse.coarse_edges,
             )
-    return cut_lineage(_enforce_bound(spark, labels, pc.max_nodes, seed), config.runtime)
+        else:
+            labels = _refine(spark, coarse.labels, edges, n, config, level)
+    if labels is None:
+        labels = nodes.select("id", hash_bucket(seed, k, F.lit(level), F.col("id")).alias("part"))
+        labels = cut_lineage(labels, config.runtime)
+        if pc.method is not PartitionMethod.HASH:
+            labels = _refine(spark, labels, edges, n, config, level)
+    return cut_lineage(_enforce_bound(spark, labels, pc.max_nodes, seed), config.runtime), how
 
 
 def partition(
@@ -247,7 +320,7 @@ def partition(
     while True:
         start = time.perf_counter()
         m = cur_edges.count()
-        labels = partition_level(spark, cur_nodes, cur_edges, n, config, level)
+        labels, how = partition_level(spark, cur_nodes, cur_edges, n, config, level)
         sizes = _part_sizes(labels)
         tagged = cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src").join(
             labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst"
@@ -278,6 +351,8 @@ def partition(
                 cut_edges=cut_edges,
                 border_nodes=n_border,
                 seconds=round(time.perf_counter() - start, 3),
+                size_histogram=size_histogram(sizes.values(), pc.max_nodes),
+                method=how,
             )
         )
         progress.log(
@@ -312,15 +387,17 @@ def partition(
             )
             stats.append(
                 LevelStats(
-                    level,
-                    n,
-                    cur_edges.count(),
-                    1,
-                    n,
-                    n,
-                    0,
-                    0,
-                    round(time.perf_counter() - start, 3),
+                    level=level,
+                    nodes=n,
+                    edges=cur_edges.count(),
+                    subgraphs=1,
+                    max_subgraph_nodes=n,
+                    min_subgraph_nodes=n,
+                    cut_edges=0,
+                    border_nodes=0,
+                    seconds=round(time.perf_counter() - start, 3),
+                    size_histogram=size_histogram([n], pc.max_nodes),
+                    method=LevelMethod("one part"),
                 )
             )
             progress.log(f"partition level {level}: {n} border nodes fit one subgraph")

@@ -59,7 +59,14 @@ class RunSummary:
             lines.append(
                 f"  level {lv['level']}: {lv['nodes']:,} nodes, {lv['subgraphs']} subgraphs, "
                 f"cut {lv['cut_fraction']:.1%} of {lv['edges']:,} edges, "
-                f"{lv['border_nodes']:,} border nodes"
+                f"{lv['border_nodes']:,} border nodes, {lv['seconds']:.1f}s"
+                + (f" ({lv['method']['method']})" if lv.get("method") else "")
+            )
+        if self.partition.get("leaf_size_histogram"):
+            lines.append(
+                "leaf sizes       "
+                + " ".join(str(c) for c in self.partition["leaf_size_histogram"])
+                + " (subgraphs per tenth of max_nodes, smallest first)"
             )
         lines.append(
             "time per stage   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
