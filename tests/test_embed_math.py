@@ -100,3 +100,28 @@ def test_arrow_vectors_round_trip_with_nulls():
     np.testing.assert_array_equal(back, [[1, 2], [0, 0], [3, 4]])
     back2, _ = arrow_to_vectors(arr, 3)
     np.testing.assert_array_equal(back2, x)
+
+
+def test_id_gaussian_depends_on_id_and_seed_only():
+    from distne.embedders.prone import id_gaussian
+
+    ids = np.arange(20_000) * 3 + 11
+    g = id_gaussian(ids, 16, seed=5)
+    # The same id gets the same row whatever else is drawn with it.
+    np.testing.assert_array_equal(id_gaussian(ids[::-7], 16, 5), g[::-7])
+    assert not np.allclose(id_gaussian(ids[:10], 16, 6), g[:10])
+    # Standard normal: mean 0, variance 1, and columns uncorrelated.
+    assert abs(g.mean()) < 0.01 and abs(g.var() - 1) < 0.01
+    c = np.corrcoef(g.T)
+    assert np.abs(c - np.eye(16)).max() < 0.03
+
+
+def test_prone_with_id_draws_ignores_row_order():
+    g = nx.powerlaw_cluster_graph(300, 3, 0.3, seed=4)
+    ids = np.array(sorted(g.nodes))
+    a = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids.tolist()))
+    x = prone(a, dim=8, order=4, seed=2, ids=ids)
+    perm = np.random.default_rng(0).permutation(len(ids))
+    a_p = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids[perm].tolist()))
+    x_p = prone(a_p, dim=8, order=4, seed=2, ids=ids[perm])
+    np.testing.assert_allclose(x_p, x[perm], atol=1e-5)

@@ -60,6 +60,11 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     ev.add_argument("--embeddings", required=True, help="Delta table written by distne run")
     ev.add_argument("--test-edges", help="held-out pairs (src,dst[,label]) for link prediction")
     ev.add_argument("--labels", help="communities.tsv or id,label CSV for node classification")
+    ev.add_argument(
+        "--subgraphs",
+        help="another distne table whose subgraph_id defines the cross pairs (e.g. to score a "
+        "whole-graph run on the pairs a partitioned run splits)",
+    )
     ev.add_argument("--seed", type=int, default=42)
     _add_config_args(ev)
 
@@ -107,7 +112,7 @@ def _cmd_evaluate(args: argparse.Namespace, default_master: str | None) -> int:
     report: dict[str, object] = {"embeddings": args.embeddings}
     if args.test_edges:
         report["link_prediction"] = link_prediction(
-            spark, args.embeddings, args.test_edges, args.seed
+            spark, args.embeddings, args.test_edges, args.seed, subgraphs_path=args.subgraphs
         )
     if args.labels:
         report["node_classification"] = node_classification(

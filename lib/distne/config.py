@@ -60,6 +60,7 @@ class EmbedderKind(str, enum.Enum):
 
 
 class FusionMethod(str, enum.Enum):
+    EXCHANGE = "exchange"
     PROCRUSTES = "procrustes"
     LEAF_ONLY = "leaf_only"
 
@@ -146,9 +147,11 @@ class EmbeddingConfig:
 @dataclass(frozen=True)
 class FusionConfig:
     method: FusionMethod = _help(
-        "procrustes: align each subgraph to its border level through shared border nodes; "
-        "leaf_only: the leaf vector alone (no common frame; a baseline).",
-        default=FusionMethod.PROCRUSTES,
+        "exchange: one ProNE over all leaf subgraphs, exchanging border vectors across cut "
+        "edges (one frame by construction; equals whole-graph ProNE); "
+        "procrustes: embed every subgraph alone, align each to its border level through shared "
+        "border nodes; leaf_only: the leaf vector alone (no common frame; a baseline).",
+        default=FusionMethod.EXCHANGE,
     )
 
 

@@ -98,14 +98,27 @@ def link_prediction(
     test_edges_path: str,
     seed: int = 42,
     max_pairs: int = 2_000_000,
+    subgraphs_path: str | None = None,
 ) -> dict[str, object]:
     """ROC-AUC of held-out edges against non-edges, scored by cosine similarity.
 
     ``test_edges_path`` holds pairs ``src, dst`` and optionally ``label`` (1 edge, 0 non-edge,
     as ``distne split`` writes them). Without labels, every pair is a positive and as many
     uniformly random node pairs of the table (minus the positives) are the negatives.
+    ``subgraphs_path``, if given, is another distne table whose ``subgraph_id`` decides which
+    pairs are cross pairs (instead of this table's own).
     """
     emb = read_embeddings(spark, embeddings_path)
+    if subgraphs_path:
+        other = read_embeddings(spark, subgraphs_path)
+        if "subgraph_id" not in other.columns:
+            raise InputError(
+                f"subgraphs {subgraphs_path!r}: expected a subgraph_id column; "
+                f"found {other.columns}."
+            )
+        emb = emb.select("node_id", "embedding").join(
+            other.select("node_id", "subgraph_id"), "node_id"
+        )
     has_sub = "subgraph_id" in emb.columns
     raw = _read_pairs(spark, test_edges_path)
     if "label" not in raw.columns:

@@ -13,6 +13,7 @@ Example (in a notebook, with the Delta connector on the cluster):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,8 +22,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from distne import __version__
-from distne.config import Config, to_dict
+from distne.config import Config, FusionMethod, to_dict
 from distne.embed import embed
+from distne.exchange import embed_exchange
 from distne.fuse import fuse
 from distne.ingest import Graph, ingest
 from distne.partition import Partitioning, partition
@@ -108,27 +110,42 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     summary.seconds["ingest"] = t["seconds"]
     progress.log(f"ingest: {summary.nodes:,} nodes, {summary.edges:,} edges")
 
+    exchange = config.fusion.method is FusionMethod.EXCHANGE
+    # Exchange fusion embeds the leaves together: border levels would go unused.
+    part_config = (
+        dataclasses.replace(config, partition=dataclasses.replace(config.partition, max_levels=0))
+        if exchange
+        else config
+    )
     with progress.stage("partition", f"max_nodes={config.partition.max_nodes}") as t:
-        parts: Partitioning = partition(spark, graph.nodes, graph.edges, config, progress)
+        parts: Partitioning = partition(spark, graph.nodes, graph.edges, part_config, progress)
     summary.seconds["partition"] = t["seconds"]
     summary.leaf_subgraphs = parts.leaf_count
     summary.levels = len(parts.levels)
     summary.partition = {**parts.summary(), "max_nodes": config.partition.max_nodes}
 
-    total = sum(s.subgraphs for s in parts.levels)
-    done = spark.sparkContext.accumulator(0)
-    with progress.stage(
-        "embed",
-        f"{total} subgraphs over {len(parts.levels)} levels",
-        counter=lambda: f"subgraphs {done.value}/{total}",
-    ) as t:
-        vectors = cut_lineage(embed(parts, config, done), config.runtime)
-    summary.seconds["embed"] = t["seconds"]
-    progress.log(f"embed: {done.value}/{total} subgraphs embedded")
+    if exchange:
+        with progress.stage(
+            "embed", f"ProNE over {parts.leaf_count} leaves, exchanging borders"
+        ) as t:
+            leaf = parts.membership.where(F.col("level") == 0).select("id", "part")
+            fused = embed_exchange(spark, graph.edges, leaf, config)
+        summary.seconds["embed"] = t["seconds"]
+    else:
+        total = sum(s.subgraphs for s in parts.levels)
+        done = spark.sparkContext.accumulator(0)
+        with progress.stage(
+            "embed",
+            f"{total} subgraphs over {len(parts.levels)} levels",
+            counter=lambda: f"subgraphs {done.value}/{total}",
+        ) as t:
+            vectors = cut_lineage(embed(parts, config, done), config.runtime)
+        summary.seconds["embed"] = t["seconds"]
+        progress.log(f"embed: {done.value}/{total} subgraphs embedded")
 
-    with progress.stage("fuse", config.fusion.method.value) as t:
-        fused = fuse(vectors, parts, config)
-    summary.seconds["fuse"] = t["seconds"]
+        with progress.stage("fuse", config.fusion.method.value) as t:
+            fused = fuse(vectors, parts, config)
+        summary.seconds["fuse"] = t["seconds"]
 
     assert config.output.path is not None
     summary.table_path = config.output.path

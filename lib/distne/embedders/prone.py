@@ -30,7 +30,36 @@ def row_normalize_l2(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def _fix_signs(u: np.ndarray) -> np.ndarray:
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, element-wise on uint64 (wrapping arithmetic)."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def id_gaussian(ids: np.ndarray, cols: int, seed: int) -> np.ndarray:
+    """Row ``i`` is ``cols`` standard normal draws determined by ``(seed, ids[i])`` alone.
+
+    The random test matrix of a randomized SVD drawn this way is the same whichever machine
+    computes which rows, so pieces of one product computed apart agree (see
+    :mod:`distne.exchange`).
+    """
+    with np.errstate(over="ignore"):
+        key = _splitmix64(np.array([seed], dtype=np.uint64))
+        base = _splitmix64(np.asarray(ids, dtype=np.int64).astype(np.uint64) ^ key)
+        j = np.arange(cols, dtype=np.uint64) * np.uint64(2)
+        h1 = _splitmix64(base[:, None] + j)
+        h2 = _splitmix64(base[:, None] + j + np.uint64(1))
+    u1 = ((h1 >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53  # (0, 1]
+    u2 = (h2 >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def fix_signs(u: np.ndarray) -> np.ndarray:
     # An SVD is defined up to the sign of each singular vector; pin it so that equal inputs
     # give equal outputs across BLAS builds.
     if u.size == 0:
@@ -42,9 +71,16 @@ def _fix_signs(u: np.ndarray) -> np.ndarray:
 
 
 def randomized_svd(
-    m: sp.spmatrix | np.ndarray, k: int, n_iter: int, rng: np.random.Generator
+    m: sp.spmatrix | np.ndarray,
+    k: int,
+    n_iter: int,
+    rng: np.random.Generator,
+    omega: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` left singular vectors and values of ``m`` (Halko, Martinsson, Tropp 2011).
+
+    ``omega``, if given, is the ``(cols, p)`` test matrix; otherwise ``rng`` draws it with
+    ``p = min(k + 10, rows, cols)``.
 
     Returns ``(U, s)`` with ``U`` of shape ``(rows, k')`` and ``k' = min(k, rows, cols)``.
     """
@@ -52,19 +88,20 @@ def randomized_svd(
     k_eff = min(k, rows, cols)
     if k_eff == 0:
         return np.zeros((rows, 0)), np.zeros(0)
-    p = min(k_eff + 10, rows, cols)
-    y = m @ rng.standard_normal((cols, p))
+    if omega is None:
+        omega = rng.standard_normal((cols, min(k_eff + 10, rows, cols)))
+    y = m @ omega
     q, _ = np.linalg.qr(y)
     for _ in range(n_iter):
         z, _ = np.linalg.qr(m.T @ q)
         q, _ = np.linalg.qr(m @ z)
     b = np.asarray((m.T @ q).T)
     ub, s, _ = np.linalg.svd(b, full_matrices=False)
-    u = _fix_signs(q @ ub[:, :k_eff])
+    u = fix_signs(q @ ub[:, :k_eff])
     return u, s[:k_eff]
 
 
-def _embedding_from_svd(u: np.ndarray, s: np.ndarray, dim: int) -> np.ndarray:
+def embedding_from_svd(u: np.ndarray, s: np.ndarray, dim: int) -> np.ndarray:
     emb = u * np.sqrt(s)
     if emb.shape[1] < dim:  # subgraph smaller than dim: pad with zero coordinates
         emb = np.hstack([emb, np.zeros((emb.shape[0], dim - emb.shape[1]))])
@@ -72,7 +109,11 @@ def _embedding_from_svd(u: np.ndarray, s: np.ndarray, dim: int) -> np.ndarray:
 
 
 def sparse_factorization(
-    adj: sp.csr_matrix, dim: int, svd_iterations: int, rng: np.random.Generator
+    adj: sp.csr_matrix,
+    dim: int,
+    svd_iterations: int,
+    rng: np.random.Generator,
+    omega: np.ndarray | None = None,
 ) -> np.ndarray:
     """ProNE step 1: the initial embedding from the factorised sparse PMI-like matrix."""
     n = adj.shape[0]
@@ -90,8 +131,8 @@ def sparse_factorization(
     f = sp.csr_matrix(transition - neg_m)
     if n == 0:
         return np.zeros((0, dim))
-    u, s = randomized_svd(f, dim, svd_iterations, rng)
-    return _embedding_from_svd(u, s, dim)
+    u, s = randomized_svd(f, dim, svd_iterations, rng, omega)
+    return embedding_from_svd(u, s, dim)
 
 
 def spectral_propagation(
@@ -121,7 +162,7 @@ def spectral_propagation(
         lx0, lx1 = lx1, lx2
     mm = a_hat @ (x - conv)
     u, s = randomized_svd(np.asarray(mm), dim, 2, rng)
-    return _embedding_from_svd(u, s, dim)
+    return embedding_from_svd(u, s, dim)
 
 
 def prone(
@@ -132,6 +173,7 @@ def prone(
     theta: float = 0.5,
     svd_iterations: int = 5,
     seed: int = 0,
+    ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Embed a symmetric weighted adjacency matrix with ProNE.
 
@@ -141,6 +183,8 @@ def prone(
         order, mu, theta: the spectral filter (ProNE's defaults are 10, 0.2, 0.5).
         svd_iterations: power iterations of the randomized SVD.
         seed: seeds every random draw.
+        ids: node ids of the rows; if given, the randomized SVD's test matrix is drawn per id
+            (:func:`id_gaussian`), as the exchange fusion draws it.
 
     Returns:
         ``(n, dim)`` float32 array of L2-normalised rows (zero rows for isolated nodes).
@@ -153,6 +197,10 @@ def prone(
     """
     adj = sp.csr_matrix(adj, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    x = sparse_factorization(adj, dim, svd_iterations, rng)
+    omega = None
+    if ids is not None:
+        n = adj.shape[0]
+        omega = id_gaussian(ids, min(min(dim, n) + 10, n), seed)
+    x = sparse_factorization(adj, dim, svd_iterations, rng, omega)
     x = spectral_propagation(adj, x, order, mu, theta, dim, rng)
     return np.ascontiguousarray(x, dtype=np.float32)
