@@ -31,6 +31,7 @@ orthonormalisation.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -38,42 +39,25 @@ from functools import partial
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from scipy.special import iv
 
 from distne.config import Config
-from distne.embed import vectors_to_arrow
 from distne.embedders.prone import embedding_from_svd, id_gaussian
 from distne.sparkutil import cut_lineage, symmetric
 
-STATE_SCHEMA = T.StructType(
+VECTOR_SCHEMA = T.StructType(
     [
         T.StructField("id", T.LongType(), False),
         T.StructField("part", T.LongType(), False),
-        T.StructField("x", T.ArrayType(T.DoubleType(), False), False),
+        T.StructField("vec", T.ArrayType(T.FloatType(), False), False),
     ]
 )
-_DOUBLES = pa.list_(pa.field("element", pa.float64(), nullable=False))
-PARTIAL_SCHEMA = T.StructType([T.StructField("m", T.ArrayType(T.DoubleType(), False), False)])
-
 # Values of an edge row r -> c: the adjacency weight, F[r, c] and F[c, r].
 VALUES = ("w", "f", "ft")
-
-
-def _matrix(col: pa.ChunkedArray | pa.Array, width: int) -> np.ndarray:
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if len(arr) == 0 or width == 0:
-        return np.zeros((len(arr), width))
-    return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), width)
-
-
-def _doubles(x: np.ndarray) -> pa.ListArray:
-    n, w = x.shape
-    flat = pa.array(np.ascontiguousarray(x, dtype=np.float64).ravel(), type=pa.float64())
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * w, pa.int32())
-    return pa.ListArray.from_arrays(offsets, flat, type=_DOUBLES)
 
 
 @dataclass(frozen=True)
@@ -84,8 +68,8 @@ class Product:
         value: which edge value is ``M`` (``w``, ``f`` or ``ft``).
         block: ``(start, width)`` of the state columns that ``V`` is, or None for the id-drawn
             Gaussian test matrix of width ``omega``.
-        pre: a matrix applied to that block before the product (an orthonormalisation).
         step: ``step(state, mv, degree) -> new state``, row-wise, with ``mv = M V``.
+        pre: a matrix applied to that block before the product (an orthonormalisation).
     """
 
     value: str
@@ -95,88 +79,114 @@ class Product:
     omega: int = 0
     seed: int = 0
 
-    def input_width(self) -> int:
-        if self.block is None:
-            return self.omega
-        return self.block[1] if self.pre is None else self.pre.shape[1]
+
+@dataclass
+class LeafBlock:
+    """One leaf's rows of every sparse matrix, built once and cached where the leaf lives.
+
+    ``own`` are the leaf's node ids (sorted), ``halo`` the ids of its neighbours in other
+    leaves (sorted) and ``halo_part`` their leaves. Edge ``i`` is row ``r[i]`` (into ``own``)
+    to column ``c[i]`` (into ``own`` then ``halo``) with values ``w``, ``f``, ``ft``.
+    """
+
+    own: np.ndarray
+    halo: np.ndarray
+    halo_part: np.ndarray
+    r: np.ndarray
+    c: np.ndarray
+    values: dict[str, np.ndarray]
+    degree: np.ndarray
+
+    def matrix(self, value: str) -> sp.csr_matrix:
+        shape = (len(self.own), len(self.own) + len(self.halo))
+        return sp.csr_matrix((self.values[value], (self.r, self.c)), shape=shape)
 
 
-def _product_udf(op: Product) -> Callable[[pa.Table, pa.Table], pa.Table]:
-    def run(edges: pa.Table, rows: pa.Table) -> pa.Table:
-        is_own = ~np.asarray(rows.column("x").is_null().to_numpy(zero_copy_only=False), bool)
-        row_ids = rows.column("id").to_numpy()
-        own_ids = row_ids[is_own]
-        if len(own_ids) == 0:
-            return pa.table({"id": [], "part": [], "x": []}, schema=_ARROW_STATE)
-        part = rows.column("part").to_numpy()[is_own][0]
-        state = _matrix(rows.column("x").filter(pa.array(is_own)), _width(rows, is_own))
-        order = np.argsort(own_ids)
-        own_ids, state = own_ids[order], state[order]
-        src = edges.column("r").to_numpy()
-        dst = edges.column("c").to_numpy()
-        val = edges.column(op.value).to_numpy()
-        w = edges.column("w").to_numpy()
-        r = np.searchsorted(own_ids, src)
-        degree = np.bincount(r, weights=w, minlength=len(own_ids))
+def _leaf_key(part: int) -> int:
+    """The partition function of every exchange RDD: leaf ``part`` lives in ``part % N``."""
+    return int(part)
+
+
+def _build_block(key: tuple[pa.Scalar, ...], nodes: pa.Table, edges: pa.Table) -> pa.Table:
+    """Cogrouped Arrow function: one leaf's nodes and out-edges -> its pickled LeafBlock."""
+    own = np.sort(nodes.column("id").to_numpy())
+    r_ids = edges.column("r").to_numpy()
+    c_ids = edges.column("c").to_numpy()
+    c_part = edges.column("part_c").to_numpy()
+    part = int(key[0].as_py())
+    outside = c_part != part
+    halo, first = np.unique(c_ids[outside], return_index=True)
+    halo_part = c_part[outside][first]
+    cols = np.concatenate([own, halo])
+    order = np.argsort(cols)
+    c = order[np.searchsorted(cols[order], c_ids)]
+    r = np.searchsorted(own, r_ids)
+    w = edges.column("w").to_numpy()
+    block = LeafBlock(
+        own=own,
+        halo=halo,
+        halo_part=halo_part,
+        r=r.astype(np.int64),
+        c=c.astype(np.int64),
+        values={v: edges.column(v).to_numpy().astype(np.float64) for v in VALUES},
+        degree=np.bincount(r, weights=w, minlength=len(own)),
+    )
+    blob = pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)
+    return pa.table({"part": pa.array([part], pa.int64()), "blob": pa.array([blob], pa.binary())})
+
+
+def _by_leaf(records: Iterator[tuple[int, tuple[str, object]]]) -> dict[str, dict[int, list]]:
+    """Records of one Spark partition, sorted by tag and leaf."""
+    out: dict[str, dict[int, list]] = {"E": {}, "S": {}, "R": {}, "H": {}, "Q": {}}
+    for part, (tag, payload) in records:
+        out[tag].setdefault(part, []).append(payload)
+    return out
+
+
+def _send_halo(block: tuple[int, int], records: Iterator) -> Iterator:
+    """For every leaf: its border rows of ``block``, addressed to each leaf that needs them."""
+    start, width = block
+    got = _by_leaf(records)
+    for part, states in got["S"].items():
+        ids, x = states[0]
+        for routes in got["R"].get(part, []):
+            for target, idx in routes:
+                yield target, ("H", (ids[idx], x[idx, start : start + width]))
+
+
+def _compute(op: Product, records: Iterator) -> Iterator:
+    got = _by_leaf(records)
+    for part, states in got["S"].items():
+        ids, x = states[0]
+        leaf: LeafBlock = got["E"][part][0]
         if op.block is None:
-            cols, inverse = np.unique(dst, return_inverse=True)
-            v = id_gaussian(cols, op.omega, op.seed)
+            v = id_gaussian(np.concatenate([leaf.own, leaf.halo]), op.omega, op.seed)
         else:
             start, width = op.block
-            halo = ~is_own
-            halo_ids = row_ids[halo]
-            halo_v = _matrix(rows.column("h").filter(pa.array(halo)), width)
-            cols = np.concatenate([own_ids, halo_ids])
-            v = np.vstack([state[:, start : start + width], halo_v])
-            sort = np.argsort(cols)
-            cols, v = cols[sort], v[sort]
-            inverse = np.searchsorted(cols, dst)
+            halo = np.zeros((len(leaf.halo), width))
+            for h_ids, h_rows in got["H"].get(part, []):
+                halo[np.searchsorted(leaf.halo, h_ids)] = h_rows
+            v = np.vstack([x[:, start : start + width], halo])
             if op.pre is not None:
                 v = v @ op.pre
-        m = sp.csr_matrix((val, (r, inverse)), shape=(len(own_ids), len(cols)))
-        new = op.step(state, np.asarray(m @ v), degree)
-        n = len(own_ids)
-        return pa.table(
-            {
-                "id": pa.array(own_ids, pa.int64()),
-                "part": pa.array(np.full(n, part, dtype=np.int64)),
-                "x": _doubles(new),
-            },
-            schema=_ARROW_STATE,
-        )
-
-    return run
-
-
-_ARROW_STATE = pa.schema(
-    [
-        pa.field("id", pa.int64(), False),
-        pa.field("part", pa.int64(), False),
-        pa.field("x", _DOUBLES, False),
-    ]
-)
-
-
-def _width_of(x: pa.ChunkedArray | pa.Array) -> int:
-    """Row width of a list column whose rows all have one length."""
-    arr = x.combine_chunks() if isinstance(x, pa.ChunkedArray) else x
-    return len(arr.flatten()) // len(arr) if len(arr) else 0
-
-
-def _width(rows: pa.Table, is_own: np.ndarray) -> int:
-    return _width_of(rows.column("x").filter(pa.array(is_own)))
+        mv = np.asarray(leaf.matrix(op.value) @ v)
+        yield part, ("S", (ids, op.step(x, mv, leaf.degree)))
 
 
 class Exchange:
-    """The distributed state of one run: leaf edges (cached), halo routes, node state."""
+    """The distributed state of one run, as co-partitioned RDDs keyed by leaf.
+
+    ``blocks`` (each leaf's edges and halo layout, cached), ``routes`` (which of a leaf's rows
+    each other leaf needs) and ``state`` (each leaf's node ids and current ``n x width``
+    matrix) share one partitioner, so a union of them is read partition by partition without
+    a shuffle; the one shuffle per product is the halo.
+    """
 
     def __init__(self, spark: SparkSession, edges: DataFrame, leaf: DataFrame, config: Config):
         self.spark = spark
         self.config = config
-        rt = config.runtime
+        sc = spark.sparkContext
         sym = symmetric(edges)
-        leaf_r = leaf.select(F.col("id").alias("r"), F.col("part"))
-        leaf_c = leaf.select(F.col("id").alias("c"), F.col("part").alias("part_c"))
         directed = sym.select(F.col("src").alias("r"), F.col("dst").alias("c"), "weight")
         degree = directed.groupBy("r").agg(F.sum("weight").alias("deg"))
         # ProNE's F[r, c] = log(w / deg_r) - log(neg_c), neg_c = colsum_c^0.75 / total.
@@ -184,127 +194,183 @@ class Exchange:
             "r", "c", "weight", (F.col("weight") / F.col("deg")).alias("t")
         )
         colsum = trans.groupBy("c").agg(F.pow(F.sum("t"), 0.75).alias("neg"))
+        sc.setJobDescription("exchange setup")
         total = colsum.agg(F.sum("neg")).first()[0] or 1.0
         neg = colsum.select("c", (F.log(F.col("neg")) - F.lit(np.log(total))).alias("lneg"))
         f = trans.join(neg, "c").select("r", "c", "weight", (F.log("t") - F.col("lneg")).alias("f"))
         ft = f.select(F.col("c").alias("r"), F.col("r").alias("c"), F.col("f").alias("ft"))
+        leaf_r = leaf.select(F.col("id").alias("r"), "part")
+        leaf_c = leaf.select(F.col("id").alias("c"), F.col("part").alias("part_c"))
         table = (
             f.join(ft, ["r", "c"])
             .join(leaf_r, "r")
             .join(leaf_c, "c")
             .select("part", "r", "c", F.col("weight").alias("w"), "f", "ft", "part_c")
         )
-        spark.sparkContext.setJobDescription("exchange setup")
-        table = cut_lineage(table, rt)
-        self.edges = table.select("part", "r", "c", "w", "f", "ft").repartition("part").cache()
-        # Which node's block each leaf needs from elsewhere: one row per (leaf, border node).
-        self.routes = cut_lineage(
-            table.where(F.col("part") != F.col("part_c"))
-            .select("part", F.col("c").alias("id"))
-            .distinct(),
-            rt,
+        table = cut_lineage(table, config.runtime)
+        blobs = (
+            cut_lineage(leaf.select("id", "part"), config.runtime)
+            .groupBy("part")
+            .cogroup(table.groupBy("part"))
+            .applyInArrow(_build_block, "part long, blob binary")
         )
-        self.state = cut_lineage(
-            leaf.select("id", "part", F.array().cast("array<double>").alias("x")), rt
+        # One task per core and round: more partitions only add per-task overhead, since the
+        # work of a round is spread over leaves, and a partition holds whole leaves.
+        leaves = leaf.select("part").distinct().count()
+        self.n_parts = max(1, min(leaves, sc.defaultParallelism))
+        self.blocks = (
+            blobs.rdd.map(lambda row: (int(row["part"]), ("E", pickle.loads(row["blob"]))))
+            .partitionBy(self.n_parts, _leaf_key)
+            .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        self.n = leaf.count()
+        self.n = self.blocks.map(lambda kv: len(kv[1][1].own)).sum()
 
-    def product(self, op: Product) -> None:
-        """Replace the state by ``op.step(state, M V, degree)`` on every leaf."""
+        def wanted(kv: tuple[int, tuple[str, LeafBlock]]) -> Iterator:
+            part, (_, b) = kv
+            for owner in np.unique(b.halo_part):
+                yield int(owner), (part, b.halo[b.halo_part == owner])
+
+        # Which of its rows each leaf must send: built once (one shuffle of id lists).
+        requests = self.blocks.flatMap(wanted).partitionBy(self.n_parts, _leaf_key)
+        self.routes = (
+            self.blocks.union(requests.mapValues(lambda req: ("Q", req)))
+            .mapPartitions(_resolve_routes, preservesPartitioning=True)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        self._keep(self.blocks.mapValues(lambda t: ("S", (t[1].own, np.zeros((len(t[1].own), 0))))))
+
+    def _keep(self, rdd: RDD, gram: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Make ``rdd`` the state: materialise it, cut its lineage, drop the previous one.
+
+        The job that materialises it also returns the Gram matrix of columns ``gram`` of the
+        new state, if asked (saving the separate job a whitening would start with).
+        """
+        rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
+        rdd.localCheckpoint()
+        if gram is None:
+            rdd.count()
+            result = None
+        else:
+            result = self._sum(rdd, partial(_gram_of, gram, None))
+        old = getattr(self, "state", None)
+        self.state = rdd
+        if old is not None:
+            old.unpersist()
+        return result
+
+    def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Replace the state by ``op.step(state, M V, degree)`` on every leaf.
+
+        Returns the Gram matrix of the new state's columns ``gram`` if asked.
+        """
         self.spark.sparkContext.setJobDescription(f"exchange product {op.value}")
-        own = self.state.select("part", "id", "x", F.lit(None).cast("array<double>").alias("h"))
-        rows = own
+        inputs = self.blocks.union(self.state)
         if op.block is not None:
-            start, width = op.block
-            halo = self.routes.join(
-                self.state.select("id", F.slice("x", start + 1, width).alias("h")), "id"
-            ).select("part", "id", F.lit(None).cast("array<double>").alias("x"), "h")
-            rows = own.unionByName(halo)
-        out = (
-            self.edges.groupBy("part")
-            .cogroup(rows.groupBy("part"))
-            .applyInArrow(_product_udf(op), STATE_SCHEMA)
+            halo = (
+                self.state.union(self.routes)
+                .mapPartitions(partial(_send_halo, op.block), preservesPartitioning=False)
+                .partitionBy(self.n_parts, _leaf_key)
+            )
+            inputs = inputs.union(halo)
+        return self._keep(
+            inputs.mapPartitions(partial(_compute, op), preservesPartitioning=True), gram
         )
-        self.state = cut_lineage(out, self.config.runtime)
 
-    def reduce(self, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """``sum`` over Spark partitions of ``fn(state rows)``: a small matrix on the driver."""
+    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        """A row-wise update of the state, with no exchange."""
+        self.spark.sparkContext.setJobDescription("exchange row update")
+        self._keep(self.state.mapValues(lambda t: ("S", (t[1][0], fn(t[1][1])))))
 
-        def partials(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    @staticmethod
+    def _sum(rdd: RDD, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``sum`` over leaves of ``fn(state rows)``: a small matrix on the driver."""
+
+        def partials(records: Iterator) -> Iterator:
             acc = None
-            for b in batches:
-                x = b.column("x")
-                if len(x) == 0:
-                    continue
-                part = fn(_matrix(x, _width_of(x)))
-                acc = part if acc is None else acc + part
+            for _, (_, (_, x)) in records:
+                if len(x):
+                    acc = fn(x) if acc is None else acc + fn(x)
             if acc is not None:
-                yield pa.RecordBatch.from_pydict({"m": _doubles(acc.reshape(1, -1))})
+                yield acc
 
-        # One row per Spark partition, each a p x p matrix: bounded by the partition count.
-        self.spark.sparkContext.setJobDescription("exchange reduction")
-        rows = self.state.select("x").mapInArrow(partials, PARTIAL_SCHEMA).collect()
-        return np.sum([np.asarray(r["m"]) for r in rows], axis=0)
+        # One small matrix per Spark partition: bounded by the partition count.
+        return np.sum(rdd.mapPartitions(partials).collect(), axis=0)
 
     def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray:
-        def local(x: np.ndarray) -> np.ndarray:
-            b = x[:, start : start + width]
-            if pre is not None:
-                b = b @ pre
-            return (b.T @ b).ravel()
-
-        k = width if pre is None else pre.shape[1]
-        return self.reduce(local).reshape(k, k)
+        self.spark.sparkContext.setJobDescription("exchange reduction")
+        return self._sum(self.state, partial(_gram_of, (start, width), pre))
 
     def whitening(
-        self, start: int, width: int, pre: np.ndarray | None = None, passes: int = 2
+        self,
+        start: int,
+        width: int,
+        passes: int = 2,
+        gram: np.ndarray | None = None,
     ) -> np.ndarray:
         """A matrix ``T`` such that the block times ``T`` has orthonormal columns.
 
         One pass (a Gram matrix and its inverse square root) already spans the same subspace,
         which is all a power iteration needs; a second pass restores orthonormality to machine
-        precision where it matters (before an SVD).
+        precision where it matters (before an SVD). ``gram``, if given, is the block's Gram
+        matrix, already computed.
         """
-        t = np.eye(width) if pre is None else pre
-        for _ in range(passes):
+        g = self.gram(start, width) if gram is None else gram
+        t = _inverse_sqrt(g)
+        for _ in range(passes - 1):
             t = t @ _inverse_sqrt(self.gram(start, width, t))
         return t
 
     def column_signs(self, start: int, width: int, pre: np.ndarray) -> np.ndarray:
         """The sign of each column's largest-magnitude entry, over all rows (as fix_signs)."""
 
-        def local(x: np.ndarray) -> np.ndarray:
-            u = x[:, start : start + width] @ pre
-            idx = np.argmax(np.abs(u), axis=0)
-            top = u[idx, np.arange(u.shape[1])]
-            big = np.zeros((2, u.shape[1]))
-            big[0] = np.abs(top)
-            big[1] = top
-            return big.ravel()
-
-        # Partials cannot simply be summed; collect them (one per Spark partition) and pick.
-        def partials(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            best = None
-            for b in batches:
-                x = b.column("x")
-                if len(x) == 0:
+        def best(records: Iterator) -> Iterator:
+            top = None
+            for _, (_, (_, x)) in records:
+                if not len(x):
                     continue
-                cur = local(_matrix(x, _width_of(x))).reshape(2, -1)
-                if best is None:
-                    best = cur
-                else:
-                    take = cur[0] > best[0]
-                    best[:, take] = cur[:, take]
-            if best is not None:
-                yield pa.RecordBatch.from_pydict({"m": _doubles(best.reshape(1, -1))})
+                u = x[:, start : start + width] @ pre
+                cur = u[np.argmax(np.abs(u), axis=0), np.arange(u.shape[1])]
+                top = cur if top is None else np.where(np.abs(cur) > np.abs(top), cur, top)
+            if top is not None:
+                yield top
 
         self.spark.sparkContext.setJobDescription("exchange reduction")
-        rows = self.state.select("x").mapInArrow(partials, PARTIAL_SCHEMA).collect()
-        parts = np.array([np.asarray(r["m"]).reshape(2, -1) for r in rows])
-        winner = np.argmax(parts[:, 0, :], axis=0)
-        signs = np.sign(parts[winner, 1, np.arange(parts.shape[2])])
+        tops = np.array(self.state.mapPartitions(best).collect())
+        winner = tops[np.argmax(np.abs(tops), axis=0), np.arange(tops.shape[1])]
+        signs = np.sign(winner)
         signs[signs == 0] = 1.0
         return signs
+
+    def vectors(self, dim: int) -> DataFrame:
+        """``id, part, vec`` (float32) from the state."""
+
+        def rows(kv: tuple[int, tuple[str, tuple[np.ndarray, np.ndarray]]]) -> Iterator:
+            part, (_, (ids, x)) = kv
+            x = np.nan_to_num(x[:, :dim].astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            for i, vec in zip(ids.tolist(), x.tolist(), strict=True):
+                yield i, part, vec
+
+        return self.spark.createDataFrame(self.state.flatMap(rows), VECTOR_SCHEMA)
+
+    def close(self) -> None:
+        for rdd in (self.state, self.routes, self.blocks):
+            rdd.unpersist()
+
+
+def _gram_of(block: tuple[int, int], pre: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+    b = x[:, block[0] : block[0] + block[1]]
+    if pre is not None:
+        b = b @ pre
+    return b.T @ b
+
+
+def _resolve_routes(records: Iterator) -> Iterator:
+    """At each leaf: requests (requesting leaf, ids) -> (requesting leaf, row indices)."""
+    got = _by_leaf(records)
+    for part, blocks in got["E"].items():
+        own = blocks[0].own
+        routes = [(int(q), np.searchsorted(own, ids)) for q, ids in got["Q"].get(part, [])]
+        yield part, ("R", routes)
 
 
 def _inverse_sqrt(g: np.ndarray) -> np.ndarray:
@@ -366,6 +432,13 @@ def _finish(t: np.ndarray, signs: np.ndarray, sv: np.ndarray, dim: int, start: i
     return step
 
 
+def _top_pairs(g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """From ``G = B B^T``: the top ``k`` left singular vectors of ``B`` and singular values."""
+    vals, vecs = np.linalg.eigh((g + g.T) / 2)
+    order = np.argsort(vals)[::-1][:k]
+    return vecs[:, order], np.sqrt(np.maximum(vals[order], 0.0))
+
+
 class ProneExchange:
     """ProNE over the leaves of a partition, step by step as in ``embedders.prone.prone``."""
 
@@ -374,50 +447,28 @@ class ProneExchange:
         self.e = config.embedding
         self.seed = config.seed
 
-    def _svd_top(self, start: int, width: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """For the block ``B^T`` (rows x p) and ``Q`` before it: ``U_b`` and singular values."""
-        g = self.ex.gram(start, width)
-        vals, vecs = np.linalg.eigh((g + g.T) / 2)
-        order = np.argsort(vals)[::-1]
-        return vecs[:, order[:k]], np.sqrt(np.maximum(vals[order[:k]], 0.0))
-
     def sparse_factorization(self) -> None:
         """Step 1: state becomes the initial embedding (width dim)."""
         ex, dim = self.ex, self.e.dim
         k = min(dim, ex.n)
         p = min(k + 10, ex.n)
-        ex.product(Product("f", None, _set, omega=p, seed=self.seed))  # Y = F Omega
-        t = ex.whitening(0, p, passes=1 if self.e.svd_iterations else 2)
+        block = (0, p)
+        g = ex.product(Product("f", None, _set, omega=p, seed=self.seed), block)  # Y = F Omega
+        t = ex.whitening(0, p, passes=1 if self.e.svd_iterations else 2, gram=g)
         for i in range(self.e.svd_iterations):
-            ex.product(Product("ft", (0, p), _set, pre=t))  # Z = F^T Q
-            t = ex.whitening(0, p, passes=1)
-            ex.product(Product("f", (0, p), _set, pre=t))  # Q = F Z
-            t = ex.whitening(0, p, passes=2 if i == self.e.svd_iterations - 1 else 1)
+            g = ex.product(Product("ft", block, _set, pre=t), block)  # Z = F^T Q
+            t = ex.whitening(0, p, passes=1, gram=g)
+            g = ex.product(Product("f", block, _set, pre=t), block)  # Q = F Z
+            last = i == self.e.svd_iterations - 1
+            t = ex.whitening(0, p, passes=2 if last else 1, gram=g)
         # State [Q (un-whitened), F^T Q]; B = (F^T Q)^T, its left singular vectors U_b.
-        ex.product(Product("ft", (0, p), partial(_keep_and_append, p), pre=t))
-        ub, sv = self._top_pairs(p, p, k)
+        g = ex.product(Product("ft", block, partial(_keep_and_append, p), pre=t), (p, p))
+        ub, sv = _top_pairs(g, k)
         signs = ex.column_signs(0, p, t @ ub)
         self._map(_finish(t @ ub, signs, sv, dim, 0, p))
 
-    def _top_pairs(self, start: int, width: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._svd_top(start, width, k)
-
     def _map(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-        """A row-wise update of the state, with no exchange."""
-
-        def apply(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for b in batches:
-                x = b.column("x")
-                new = fn(_matrix(x, _width_of(x))) if len(x) else np.zeros((0, 0))
-                yield pa.RecordBatch.from_pydict(
-                    {"id": b.column("id"), "part": b.column("part"), "x": _doubles(new)},
-                    schema=_ARROW_STATE,
-                )
-
-        self.ex.spark.sparkContext.setJobDescription("exchange row update")
-        self.ex.state = cut_lineage(
-            self.ex.state.mapInArrow(apply, STATE_SCHEMA), self.ex.config.runtime
-        )
+        self.ex.map_rows(fn)
 
     def spectral_propagation(self) -> None:
         """Step 2: the Chebyshev band-pass filter, then an exact SVD of ``A_hat (x - conv)``."""
@@ -433,38 +484,15 @@ class ProneExchange:
             ex.product(Product("w", (4 * d, d), partial(_cheb_full, d, mu, coef)))
         if order == 2:
             self._map(lambda s: np.hstack([s[:, : 4 * d], s[:, :d] - s[:, 3 * d : 4 * d]]))
-        ex.product(Product("w", (4 * d, d), partial(_a_hat, d)))
+        g = ex.product(Product("w", (4 * d, d), partial(_a_hat, d)), (0, d))
         # mm has d columns: its randomized SVD with p = d is its exact SVD. Q = mm T, then
         # B = Q^T mm = T^T G, with G = mm^T mm; svd(B) = U_b S V^T; u = Q U_b.
         k = min(d, ex.n)
-        t = ex.whitening(0, d)
-        g = ex.gram(0, d)
+        t = ex.whitening(0, d, gram=g)
         ub, sv, _ = np.linalg.svd(t.T @ g, full_matrices=False)
         ub, sv = ub[:, :k], sv[:k]
         signs = ex.column_signs(0, d, t @ ub)
         self._map(_finish(t @ ub, signs, sv, d, 0, d))
-
-    def vectors(self) -> DataFrame:
-        """``id, part, vec`` (float32) from the final state."""
-        dim = self.e.dim
-
-        def to_float(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for b in batches:
-                x = b.column("x")
-                vecs = _matrix(x, dim) if len(x) else np.zeros((0, dim))
-                vecs = np.nan_to_num(vecs, nan=0.0, posinf=0.0, neginf=0.0)
-                yield pa.RecordBatch.from_pydict(
-                    {"id": b.column("id"), "part": b.column("part"), "vec": vectors_to_arrow(vecs)}
-                )
-
-        schema = T.StructType(
-            [
-                T.StructField("id", T.LongType(), False),
-                T.StructField("part", T.LongType(), False),
-                T.StructField("vec", T.ArrayType(T.FloatType(), False), False),
-            ]
-        )
-        return self.ex.state.mapInArrow(to_float, schema)
 
 
 def embed_exchange(
@@ -482,7 +510,7 @@ def embed_exchange(
         run.sparse_factorization()
         run.spectral_propagation()
         spark.sparkContext.setJobDescription("exchange output")
-        return cut_lineage(run.vectors(), config.runtime)
+        return cut_lineage(ex.vectors(config.embedding.dim), config.runtime)
     finally:
-        ex.edges.unpersist()
+        ex.close()
         spark.sparkContext.setJobDescription(None)
