@@ -59,6 +59,8 @@ def make_config(*overrides: str) -> Config:
         [
             "partition.iterations=4",
             "partition.cluster_rounds=2",
+            "embedding.svd_iterations=2",
+            "embedding.order=5",
             "runtime.progress=false",
             *overrides,
         ],

@@ -28,7 +28,7 @@ def test_spark_conf_keys_keep_their_dots():
         ("embedding.dim=abc", "embedding.dim must be an integer; found 'abc'"),
         ("embedding.dim=0", "embedding.dim must be in [1, 4096]; found 0"),
         ("partition.max_nodes=1", "partition.max_nodes must be >= 2"),
-        ("fusion.method=magic", "fusion.method must be one of procrustes, leaf_only"),
+        ("fusion.method=magic", "fusion.method must be one of exchange, procrustes, leaf_only"),
         ("runtime.lineage=checkpoint", "needs runtime.checkpoint_dir"),
         ("seed", "is not key=value"),
     ],

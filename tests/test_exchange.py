@@ -44,7 +44,7 @@ def test_equals_whole_graph_prone(spark, leaves):
     for u, v in g.edges:
         g[u][v]["weight"] = 1.0 + (u * v) % 3
     parts = {n: (n * 7919) % leaves for n in g.nodes}
-    cfg = make_config("embedding.dim=12", "embedding.order=5", "embedding.svd_iterations=2")
+    cfg = make_config("embedding.dim=12")
     ids, want = _whole(g, cfg)
     got_ids, got = _exchanged(spark, g, parts, cfg)
     assert (got_ids == ids).all()

@@ -63,7 +63,7 @@ METHODS = {
 @pytest.mark.parametrize("method", list(METHODS))
 def test_power_law_graph(spark, method):
     g = nx.powerlaw_cluster_graph(600, 3, 0.3, seed=1)
-    p = _check(spark, g, 100, *METHODS[method])
+    p = _check(spark, g, 100, "partition.max_levels=1", *METHODS[method])
     assert p.leaf_count >= 6
     if method == "coarsened":
         assert p.levels[0].method.coarsening_steps >= 1

@@ -7,14 +7,14 @@ spread over the leaf subgraphs. Every step of ProNE is one of three things:
 
 - a *sparse product* ``Z = M V`` with ``M`` one of ``F`` (the log-proximity matrix of step 1),
   ``F^T`` or ``A`` (the adjacency, for the Laplacian filter of step 2). Row ``r`` of ``Z`` needs
-  ``V`` at ``r``'s neighbours. Each leaf computes its own rows in one grouped Arrow UDF (its
-  edges are cached, partitioned by leaf, and never move again); the only vectors that travel
-  are the *halo*: for each cut edge, the other side's current block, sent once per
-  (border node, neighbouring leaf);
+  ``V`` at ``r``'s neighbours. Each leaf computes its own rows with scipy, where its block of
+  edges is cached (they never move again); the only vectors that travel are the *halo*: for
+  each cut edge, the other side's current block, sent once per (border node, neighbouring
+  leaf);
 - a *reduction* ``X^T Y`` to a ``p x p`` matrix (``p = dim + 10``): a partial sum per Spark
   partition, summed on the driver. This is how the randomized SVD orthonormalises (Gram
   whitening, twice) and how the last SVD is taken;
-- a *row-wise* update with small matrices, done inside the next product's UDF.
+- a *row-wise* update with small matrices, done inside the next product.
 
 The random test matrix of the randomized SVD is drawn per node id
 (:func:`distne.embedders.prone.id_gaussian`), so no leaf needs another's random numbers. The
@@ -23,10 +23,10 @@ floating-point error (tests check this), whatever the partition: every vector is
 by construction. The partition still matters for cost: the halo is proportional to border
 nodes, which is what the partitioner minimises.
 
-Cost per product: the leaf's edges (read from cache, no shuffle), one shuffle of the nodes'
-state (``n x width`` doubles) and one of the halo. There are ``2 * svd_iterations + 2``
-products with ``F`` and ``2 * order - 1`` with ``A``, plus two small reductions per
-orthonormalisation.
+Transport: leaf blocks, routes and state are RDDs under one partitioner (:class:`Exchange`),
+so a union of them is read partition by partition and a product's one shuffle is the halo.
+There are ``2 * svd_iterations + 2`` products with ``F`` and ``2 * order - 1`` with ``A``, plus
+one or two small reductions per orthonormalisation.
 """
 
 from __future__ import annotations
