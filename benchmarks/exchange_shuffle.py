@@ -23,9 +23,10 @@ from pathlib import Path
 
 from distne.config import load_config
 from distne.exchange import embed_exchange
-from distne.generate import endpoints, power_law_edges
+from distne.generate import power_law_edges
 from distne.partition import partition
 from distne.session import build_session
+from distne.sparkutil import endpoints
 from pyspark.sql import functions as F
 
 

@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import pymetis
 from distne.config import load_config
-from distne.generate import endpoints, power_law_edges
+from distne.generate import power_law_edges
 from distne.ingest import ingest
 from distne.partition import partition
 from distne.session import build_session
+from distne.sparkutil import endpoints
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GRAPHS = {

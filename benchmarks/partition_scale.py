@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from distne.config import load_config
-from distne.generate import endpoints, power_law_edges
+from distne.generate import power_law_edges
 from distne.partition import partition
 from distne.session import build_session
+from distne.sparkutil import endpoints
 
 
 def main() -> None:

@@ -42,20 +42,13 @@ import scipy.sparse as sp
 from pyspark import RDD, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 from scipy.special import iv
 
 from distne.config import Config
 from distne.embedders.prone import embedding_from_svd, id_gaussian
+from distne.fuse import FUSED_SCHEMA
 from distne.sparkutil import cut_lineage, symmetric
 
-VECTOR_SCHEMA = T.StructType(
-    [
-        T.StructField("id", T.LongType(), False),
-        T.StructField("part", T.LongType(), False),
-        T.StructField("vec", T.ArrayType(T.FloatType(), False), False),
-    ]
-)
 # Values of an edge row r -> c: the adjacency weight, F[r, c] and F[c, r].
 VALUES = ("w", "f", "ft")
 
@@ -350,7 +343,7 @@ class Exchange:
             for i, vec in zip(ids.tolist(), x.tolist(), strict=True):
                 yield i, part, vec
 
-        return self.spark.createDataFrame(self.state.flatMap(rows), VECTOR_SCHEMA)
+        return self.spark.createDataFrame(self.state.flatMap(rows), FUSED_SCHEMA)
 
     def close(self) -> None:
         for rdd in (self.state, self.routes, self.blocks):
@@ -393,7 +386,7 @@ def _laplacian(mu: float, v: np.ndarray, av: np.ndarray, deg: np.ndarray) -> np.
     return (1.0 - mu) * v - (v + av) / (1.0 + deg)[:, None]
 
 
-def _cheb_first(d: int, mu: float, theta: float, s, mv, deg):
+def _cheb_first(d: int, mu: float, s, mv, deg):
     x = s[:, :d]
     lx1 = _laplacian(mu, x, mv, deg)
     return np.hstack([x, x, lx1, np.zeros_like(x)])  # x, lx0, lx1, conv
@@ -465,10 +458,7 @@ class ProneExchange:
         g = ex.product(Product("ft", block, partial(_keep_and_append, p), pre=t), (p, p))
         ub, sv = _top_pairs(g, k)
         signs = ex.column_signs(0, p, t @ ub)
-        self._map(_finish(t @ ub, signs, sv, dim, 0, p))
-
-    def _map(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.ex.map_rows(fn)
+        ex.map_rows(_finish(t @ ub, signs, sv, dim, 0, p))
 
     def spectral_propagation(self) -> None:
         """Step 2: the Chebyshev band-pass filter, then an exact SVD of ``A_hat (x - conv)``."""
@@ -476,14 +466,14 @@ class ProneExchange:
         mu, theta, order = self.e.mu, self.e.theta, self.e.order
         if order <= 1:
             return
-        ex.product(Product("w", (0, d), partial(_cheb_first, d, mu, theta)))
+        ex.product(Product("w", (0, d), partial(_cheb_first, d, mu)))
         ex.product(Product("w", (2 * d, d), partial(_cheb_second, d, mu, theta)))
         for i in range(2, order):
             ex.product(Product("w", (2 * d, d), partial(_cheb_half, d, mu)))
             coef = (2 if i % 2 == 0 else -2) * iv(i, theta)
             ex.product(Product("w", (4 * d, d), partial(_cheb_full, d, mu, coef)))
         if order == 2:
-            self._map(lambda s: np.hstack([s[:, : 4 * d], s[:, :d] - s[:, 3 * d : 4 * d]]))
+            ex.map_rows(lambda s: np.hstack([s[:, : 4 * d], s[:, :d] - s[:, 3 * d : 4 * d]]))
         g = ex.product(Product("w", (4 * d, d), partial(_a_hat, d)), (0, d))
         # mm has d columns: its randomized SVD with p = d is its exact SVD. Q = mm T, then
         # B = Q^T mm = T^T G, with G = mm^T mm; svd(B) = U_b S V^T; u = Q U_b.
@@ -492,7 +482,7 @@ class ProneExchange:
         ub, sv, _ = np.linalg.svd(t.T @ g, full_matrices=False)
         ub, sv = ub[:, :k], sv[:k]
         signs = ex.column_signs(0, d, t @ ub)
-        self._map(_finish(t @ ub, signs, sv, d, 0, d))
+        ex.map_rows(_finish(t @ ub, signs, sv, d, 0, d))
 
 
 def embed_exchange(

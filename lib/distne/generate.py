@@ -56,12 +56,3 @@ def power_law_edges(
         .distinct()
         .withColumn("weight", F.lit(1.0))
     )
-
-
-def endpoints(edges: DataFrame) -> DataFrame:
-    """``id`` of every node that has an edge."""
-    return (
-        edges.select(F.col("src").alias("id"))
-        .union(edges.select(F.col("dst").alias("id")))
-        .distinct()
-    )

@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 
 from distne.config import IdType, InputConfig, InputFormat
 from distne.errors import InputError
+from distne.sparkutil import endpoints
 
 
 @dataclass(frozen=True)
@@ -216,12 +217,7 @@ def build_graph(spark: SparkSession, raw: DataFrame, cfg: InputConfig) -> Graph:
                 f"input {cfg.path!r}: input.id_type=long but some ids are not integers; "
                 f"set input.id_type=string or auto."
             )
-    endpoints = (
-        typed.select(F.col("src").alias("node_id"))
-        .union(typed.select(F.col("dst").alias("node_id")))
-        .distinct()
-    )
-    nodes = dense_index(endpoints, key_type, "id")
+    nodes = dense_index(endpoints(typed, "node_id"), key_type, "id")
     m = nodes.select(F.col("node_id").alias("_k"), F.col("id").alias("_id"))
     edges = (
         typed.join(m.withColumnsRenamed({"_id": "s"}), typed["src"] == F.col("_k"))

@@ -63,6 +63,15 @@ class CoarseResult:
     coarse_edges: int
 
 
+def _cluster_weights(sym: DataFrame, labels: DataFrame) -> DataFrame:
+    """``src``, ``nc``, ``s``: the edge weight from each node into each neighbouring cluster."""
+    return (
+        sym.join(labels.withColumnsRenamed({"id": "dst", "c": "nc"}), "dst")
+        .groupBy("src", "nc")
+        .agg(F.sum("weight").alias("s"))
+    )
+
+
 def _cluster_round(
     labels: DataFrame,
     weights: DataFrame,
@@ -74,11 +83,7 @@ def _cluster_round(
     seed, level, step, round_ = salt
     lw = labels.join(weights, "id")
     size = lw.groupBy("c").agg(F.sum("w").alias("cw")).withColumnRenamed("c", "target")
-    nbr = (
-        sym.join(labels.withColumnsRenamed({"id": "dst", "c": "nc"}), "dst")
-        .groupBy("src", "nc")
-        .agg(F.sum("weight").alias("s"))
-    )
+    nbr = _cluster_weights(sym, labels)
     tie = uniform(seed, level, step, round_, F.col("src"), F.col("nc"))
     best = (
         nbr.join(lw.withColumnRenamed("id", "src"), "src")
@@ -122,11 +127,9 @@ def _group_leftovers(
     single = lw.groupBy("c").agg(F.count("*").alias("members")).where("members = 1")
     alone = lw.join(single.select("c"), "c")
     tie = uniform(seed + 3, level, step, F.col("src"), F.col("nc"))
+    lone_sym = sym.join(alone.select(F.col("id").alias("src")), "src", "left_semi")
     key = (
-        sym.join(alone.select(F.col("id").alias("src")), "src", "left_semi")
-        .join(labels.withColumnsRenamed({"id": "dst", "c": "nc"}), "dst")
-        .groupBy("src", "nc")
-        .agg(F.sum("weight").alias("s"))
+        _cluster_weights(lone_sym, labels)
         .groupBy("src")
         .agg(F.max(F.struct(F.col("s"), tie.alias("t"), F.col("nc"))).alias("b"))
         .select(F.col("src").alias("id"), F.col("b.nc").alias("key"))

@@ -22,6 +22,7 @@ multilevel, the bounded coarse graph reach the driver.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterable
@@ -33,7 +34,14 @@ from pyspark.sql import types as T
 
 from distne.config import Config, PartitionMethod
 from distne.multilevel import coarse_partition
-from distne.sparkutil import Progress, cut_lineage, hash_bucket, symmetric, uniform
+from distne.sparkutil import (
+    Progress,
+    cut_lineage,
+    endpoints,
+    hash_bucket,
+    symmetric,
+    uniform,
+)
 
 Level = int
 
@@ -279,12 +287,7 @@ def partition_level(
         how = LevelMethod(pc.method.value, coarse.steps, coarse.coarse_nodes, coarse.coarse_edges)
         if coarse.labels is None:
             # Coarsening stalled above partition.coarse_nodes: label propagation instead.
-            how = LevelMethod(
-                "label_propagation (coarsening stalled)",
-                coarse.steps,
-                coarse.coarse_nodes,
-                coarse.coarse_edges,
-            )
+            how = dataclasses.replace(how, method="label_propagation (coarsening stalled)")
         else:
             labels = _refine(spark, coarse.labels, edges, n, config, level)
     if labels is None:
@@ -330,12 +333,7 @@ def partition(
             "src", "dst", "weight", F.col("ps").alias("part")
         )
         cut = tagged.where(F.col("ps") != F.col("pd"))
-        border = cut_lineage(
-            cut.select(F.col("src").alias("id"))
-            .union(cut.select(F.col("dst").alias("id")))
-            .distinct(),
-            config.runtime,
-        )
+        border = cut_lineage(endpoints(cut), config.runtime)
         cut_edges = cut.count()
         n_border = border.count()
         memberships.append(labels.select("id", F.lit(level).alias("level"), "part"))

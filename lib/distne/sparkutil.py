@@ -45,6 +45,15 @@ def symmetric(edges: DataFrame) -> DataFrame:
     )
 
 
+def endpoints(edges: DataFrame, name: str = "id") -> DataFrame:
+    """The distinct nodes that have an edge (``src`` or ``dst``), as one column ``name``."""
+    return (
+        edges.select(F.col("src").alias(name))
+        .union(edges.select(F.col("dst").alias(name)))
+        .distinct()
+    )
+
+
 def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
     """Materialise ``df`` and cut its plan, as ``runtime.lineage`` says.
 

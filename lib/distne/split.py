@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from distne.evaluate import index_nodes, sample_non_edges
 from distne.ingest import Graph
-from distne.sparkutil import uniform
+from distne.sparkutil import endpoints, uniform
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,8 @@ def split_edges(spark: SparkSession, graph: Graph, fraction: float, seed: int) -
     n_held = held.count()
     # Negatives are drawn among nodes with an edge: a node whose only edges were self-loops
     # has no place in the training graph, so it has no vector to score.
-    linked = graph.edges.select(F.col("src").alias("id")).union(
-        graph.edges.select(F.col("dst").alias("id"))
-    )
     dense = index_nodes(
-        names.join(linked.distinct(), "id", "left_semi").select(
+        names.join(endpoints(graph.edges), "id", "left_semi").select(
             F.col("node_id").cast("string").alias("node_id")
         )
     )
