@@ -22,11 +22,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from distne.config import load_config
-from distne.exchange import embed_exchange
+from distne.embedders import make_program
+from distne.engine.exchange import embed_exchange
 from distne.generate import power_law_edges
+from distne.graph import endpoints
 from distne.partition import partition
 from distne.session import build_session
-from distne.sparkutil import endpoints
 from pyspark.sql import functions as F
 
 
@@ -59,7 +60,6 @@ def main() -> None:
             "spark.conf.spark.ui.retainedJobs=100000",
             "spark.conf.spark.driver.memory=14g",
             f"partition.max_nodes={args.max_nodes}",
-            "partition.max_levels=0",
             f"embedding.dim={args.dim}",
             *args.set,
         ],
@@ -82,12 +82,14 @@ def main() -> None:
         edges = spark.read.parquet(str(path))
         nodes = endpoints(edges)
     spark.sparkContext.setJobDescription("partition")
-    p = partition(spark, nodes, edges, cfg)
+    p = partition(spark, nodes, edges, cfg, max_levels=0)
     leaf = p.membership.where(F.col("level") == 0).select("id", "part")
     n_out, seconds = 0, 0.0
     if not args.halo_only:
         t0 = time.perf_counter()
-        n_out = embed_exchange(spark, edges, leaf, cfg).count()
+        n_out = embed_exchange(
+            spark, edges, leaf, make_program(cfg.embedding, cfg.seed), cfg
+        ).count()
         seconds = time.perf_counter() - t0
     spark.sparkContext.setJobDescription("measure")
     # Halo rows: one per (leaf, node of another leaf adjacent to it), in both directions.

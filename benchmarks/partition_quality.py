@@ -30,10 +30,10 @@ import numpy as np
 import pymetis
 from distne.config import load_config
 from distne.generate import power_law_edges
+from distne.graph import endpoints
 from distne.ingest import ingest
 from distne.partition import partition
 from distne.session import build_session
-from distne.sparkutil import endpoints
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GRAPHS = {
@@ -99,10 +99,10 @@ def main() -> None:
                 [f"partition.coarse_nodes={n // 8}"] if method.endswith("coarsened") else []
             )
             cfg = base.with_overrides(
-                [f"partition.max_nodes={max_nodes}", "partition.max_levels=0", *extra]
+                [f"partition.max_nodes={max_nodes}", *extra]
             )
             t0 = time.perf_counter()
-            p = partition(spark, nodes, edges, cfg)
+            p = partition(spark, nodes, edges, cfg, max_levels=0)
             seconds = time.perf_counter() - t0
             got = np.zeros(n, dtype=np.int64)
             for r in p.membership.where("level = 0").collect():

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from distne.config import load_config
 from distne.generate import power_law_edges
+from distne.graph import endpoints
 from distne.partition import partition
 from distne.session import build_session
-from distne.sparkutil import endpoints
 
 
 def main() -> None:
@@ -46,7 +46,6 @@ def main() -> None:
             "spark.conf.spark.driver.memory=14g",
             f"partition.method={args.method}",
             f"partition.max_nodes={args.max_nodes}",
-            f"partition.max_levels={args.max_levels}",
             *args.set,
         ],
     )
@@ -66,7 +65,7 @@ def main() -> None:
         nodes = endpoints(edges)
         m = edges.count()
         t0 = time.perf_counter()
-        p = partition(spark, nodes, edges, cfg)
+        p = partition(spark, nodes, edges, cfg, max_levels=args.max_levels)
         seconds = time.perf_counter() - t0
         sizes.append(m)
         times.append(seconds)

@@ -35,7 +35,8 @@ def test_bad_override_exits_nonzero_before_spark_starts():
 def test_config_keys_lists_help():
     r = _run("config", "--keys")
     assert r.returncode == 0
-    assert "partition.max_nodes = 100000" in r.stdout
+    assert "partition.max_nodes = null" in r.stdout
+    assert 'run.mode = "auto"' in r.stdout
 
 
 def test_ruff_is_clean():

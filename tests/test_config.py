@@ -1,18 +1,17 @@
+import math
 from pathlib import Path
 
 import pytest
-from distne.config import ConfigError, FusionMethod, describe, load_config
+from distne.config import ConfigError, RunMode, describe, load_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def test_overrides_are_typed():
-    cfg = load_config(
-        None, ["embedding.dim=64", "partition.max_nodes=500", "fusion.method=leaf_only"]
-    )
+    cfg = load_config(None, ["embedding.dim=64", "partition.max_nodes=500", "run.mode=leaf_only"])
     assert cfg.embedding.dim == 64
     assert cfg.partition.max_nodes == 500
-    assert cfg.fusion.method is FusionMethod.LEAF_ONLY
+    assert cfg.run.mode is RunMode.LEAF_ONLY
 
 
 def test_spark_conf_keys_keep_their_dots():
@@ -28,7 +27,13 @@ def test_spark_conf_keys_keep_their_dots():
         ("embedding.dim=abc", "embedding.dim must be an integer; found 'abc'"),
         ("embedding.dim=0", "embedding.dim must be in [1, 4096]; found 0"),
         ("partition.max_nodes=1", "partition.max_nodes must be >= 2"),
-        ("fusion.method=magic", "fusion.method must be one of exchange, procrustes, leaf_only"),
+        (
+            "run.mode=magic",
+            "run.mode must be one of auto, local, exchange, procrustes, leaf_only",
+        ),
+        ("run.worker_memory_gb=0", "run.worker_memory_gb must be > 0"),
+        # Settings a mode ignores are refused, not ignored.
+        ("partition.max_levels=2", "run.mode=auto embeds across leaves"),
         ("runtime.lineage=checkpoint", "needs runtime.checkpoint_dir"),
         ("seed", "is not key=value"),
     ],
@@ -54,3 +59,33 @@ def test_every_key_has_help():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_local_mode_refuses_a_leaf_bound():
+    with pytest.raises(ConfigError, match="run.mode=local .* does not partition"):
+        load_config(None, ["run.mode=local", "partition.max_nodes=500"])
+    cfg = load_config(None, ["run.mode=procrustes", "partition.max_levels=2"])
+    assert cfg.partition.max_levels == 2
+
+
+def test_plan_picks_local_when_the_graph_fits_and_sizes_leaves_otherwise():
+    from distne.embedders import make_program
+    from distne.engine.local import local_bytes
+    from distne.pipeline import plan_run
+
+    cfg = load_config(None, ["run.worker_memory_gb=1"])
+    program = make_program(cfg.embedding, cfg.seed)
+    small = plan_run(cfg, 4_000, 40_000, 2, program)
+    assert small.mode is RunMode.LOCAL and small.max_nodes is None
+    # 10M nodes, 100M edges: far over 1 GB, so exchange with enough leaves to fit it.
+    big = plan_run(cfg, 10_000_000, 100_000_000, 2, program)
+    leaves = math.ceil(local_bytes(10_000_000, 100_000_000, program) / 2**30)
+    assert big.mode is RunMode.EXCHANGE and leaves > 2
+    assert big.max_nodes == math.ceil(10_000_000 / (cfg.partition.fill * leaves))
+    # A leaf bound below the graph's size partitions even a small graph; at least one leaf
+    # per core when the bound is unset.
+    bound = load_config(None, ["partition.max_nodes=1000"])
+    assert plan_run(bound, 4_000, 40_000, 2, program).mode is RunMode.EXCHANGE
+    forced = load_config(None, ["run.mode=exchange"])
+    plan = plan_run(forced, 4_000, 40_000, 8, program)
+    assert plan.max_nodes == 625  # 4,000 nodes / (0.8 fill * 8 cores)

@@ -1,4 +1,5 @@
-"""Per-subgraph math without Spark: ProNE, the randomized SVD, adjacency building, Arrow I/O."""
+"""The engine's math without Spark: ProNE as a program on the local backend, against a plain
+single-machine ProNE (tests/prone_reference.py), scipy and networkx."""
 
 import networkx as nx
 import numpy as np
@@ -6,38 +7,13 @@ import pyarrow as pa
 import pytest
 import scipy.linalg
 import scipy.sparse as sp
+from distne.baselines.per_subgraph import subgraph_seed
 from distne.config import EmbeddingConfig
-from distne.embed import (
-    adjacency,
-    arrow_to_vectors,
-    embed_subgraph,
-    subgraph_seed,
-    vectors_to_arrow,
-)
-from distne.embedders.prone import prone, randomized_svd
-
-
-def test_randomized_svd_matches_dense_svd():
-    # A graph-like matrix: community structure gives a decaying spectrum, as in ProNE's use.
-    a, _ = _planted(k=12, size=25, p_in=0.4, p_out=0.01, seed=1)
-    u, s = randomized_svd(a, 10, n_iter=8, rng=np.random.default_rng(0))
-    exact = scipy.linalg.svd(a.toarray(), compute_uv=False)[:10]
-    np.testing.assert_allclose(s, exact, rtol=1e-4)
-    np.testing.assert_allclose(u.T @ u, np.eye(10), atol=1e-8)
-
-
-def test_adjacency_matches_networkx_with_arbitrary_ids():
-    g = nx.gnm_random_graph(40, 120, seed=3)
-    ids = np.array(sorted(g.nodes)) * 7 + 1000  # sparse, non-contiguous ids
-    rng = np.random.default_rng(1)
-    ids = ids[rng.permutation(len(ids))]  # rows in any order
-    mapping = {n: n * 7 + 1000 for n in g.nodes}
-    src = np.array([mapping[u] for u, _ in g.edges])
-    dst = np.array([mapping[v] for _, v in g.edges])
-    a = adjacency(ids, src, dst, np.ones(len(src)))
-    inv = {v: k for k, v in mapping.items()}
-    oracle = nx.to_scipy_sparse_array(g, nodelist=[inv[i] for i in ids], format="csr")
-    assert (a != oracle).nnz == 0
+from distne.embedders import make_program
+from distne.engine.local import run_program
+from distne.engine.program import build_block, id_gaussian
+from distne.graph import arrow_to_vectors, vectors_to_arrow
+from prone_reference import local_block, prone, randomized_svd
 
 
 def _planted(k=4, size=40, p_in=0.3, p_out=0.01, seed=7):
@@ -46,9 +22,59 @@ def _planted(k=4, size=40, p_in=0.3, p_out=0.01, seed=7):
     return sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=range(k * size))), labels
 
 
+def _embed(adj, dim, seed=0, ids=None, **kw):
+    return run_program(make_program(EmbeddingConfig(dim=dim, **kw), seed), local_block(adj, ids))
+
+
+def test_reference_randomized_svd_matches_dense_svd():
+    # The oracle itself: a graph-like matrix with a decaying spectrum, as in ProNE's use.
+    a, _ = _planted(k=12, size=25, p_in=0.4, p_out=0.01, seed=1)
+    u, s = randomized_svd(a, 10, n_iter=8, rng=np.random.default_rng(0))
+    exact = scipy.linalg.svd(a.toarray(), compute_uv=False)[:10]
+    np.testing.assert_allclose(s, exact, rtol=1e-4)
+    np.testing.assert_allclose(u.T @ u, np.eye(10), atol=1e-8)
+
+
+def test_program_equals_plain_prone_on_one_machine():
+    g = nx.powerlaw_cluster_graph(300, 3, 0.3, seed=4)
+    for u, v in g.edges:
+        g[u][v]["weight"] = 1.0 + (u + v) % 4
+    ids = np.array(sorted(g.nodes)) * 5 + 7  # sparse ids: the basis is drawn per id
+    a = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=sorted(g.nodes)))
+    cfg = dict(order=6, svd_iterations=3)
+    want = prone(a, 16, order=6, svd_iterations=3, seed=2, ids=ids)
+    got = _embed(a, 16, seed=2, ids=ids, **cfg)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_block_matrix_matches_networkx_with_arbitrary_ids():
+    g = nx.gnm_random_graph(40, 120, seed=3)
+    mapping = {n: n * 7 + 1000 for n in g.nodes}  # sparse, non-contiguous ids
+    src = np.array([mapping[u] for u, v in g.edges] + [mapping[v] for u, v in g.edges])
+    dst = np.array([mapping[v] for u, v in g.edges] + [mapping[u] for u, v in g.edges])
+    rng = np.random.default_rng(1)
+    own = np.array(list(mapping.values()))[rng.permutation(40)]  # rows given in any order
+    ones = np.ones(len(src))
+    b = build_block(0, own, src, dst, None, {"w": ones}, ones)
+    oracle = nx.to_scipy_sparse_array(g, nodelist=sorted(g.nodes), format="csr")
+    assert (b.own == np.sort(own)).all() and len(b.halo) == 0
+    assert (b.matrices["w"] != oracle).nnz == 0
+    np.testing.assert_array_equal(b.degree, np.asarray(oracle.sum(axis=1)).ravel())
+
+
+def test_block_puts_outside_neighbours_in_the_halo():
+    # Leaf 0 holds nodes 1, 2; node 3 lives in leaf 5. Edges 1-2, 2-3 (out-edges of 1 and 2).
+    src, dst = np.array([1, 2, 2]), np.array([2, 1, 3])
+    ones = np.ones(3)
+    b = build_block(0, np.array([2, 1]), src, dst, np.array([0, 0, 5]), {"w": ones}, ones)
+    assert b.halo.tolist() == [3] and b.halo_part.tolist() == [5]
+    np.testing.assert_array_equal(b.matrices["w"].toarray(), [[0, 1, 0], [1, 0, 1]])
+
+
 def test_prone_separates_planted_communities():
     a, labels = _planted()
-    x = prone(a, dim=16, seed=0)
+    x = _embed(a, 16)
     sims = x @ x.T
     same = labels[:, None] == labels[None, :]
     np.fill_diagonal(same, False)
@@ -61,26 +87,30 @@ def test_prone_separates_planted_communities():
 
 def test_prone_is_deterministic_and_seed_sensitive():
     a, _ = _planted()
-    x1, x2 = prone(a, dim=16, seed=3), prone(a, dim=16, seed=3)
+    x1, x2 = _embed(a, 16, seed=3), _embed(a, 16, seed=3)
     np.testing.assert_array_equal(x1, x2)
-    assert not np.array_equal(x1, prone(a, dim=16, seed=4))
+    assert not np.array_equal(x1, _embed(a, 16, seed=4))
 
 
-@pytest.mark.parametrize("n", [1, 2, 5])
-def test_tiny_subgraphs_give_finite_padded_vectors(n):
-    g = nx.path_graph(n)
-    a = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=range(n)))
-    x = prone(a, dim=8, seed=0)
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_tiny_graphs_give_finite_padded_vectors(n):
+    a = sp.csr_matrix(nx.to_scipy_sparse_array(nx.path_graph(n), nodelist=range(n)))
+    x = _embed(a, 8)
     assert x.shape == (n, 8) and x.dtype == np.float32
     assert np.isfinite(x).all()
 
 
 def test_isolated_nodes_get_zero_rows_and_others_unit_rows():
     ids = np.array([1, 2, 3, 4, 99])
-    x = embed_subgraph(
-        ids, np.array([1, 2, 3]), np.array([2, 3, 4]), np.ones(3), EmbeddingConfig(dim=4), seed=1
-    )
-    norms = np.linalg.norm(x, axis=1)
+    src, dst = np.array([1, 2, 3, 2, 3, 4]), np.array([2, 3, 4, 1, 2, 3])
+    ones = np.ones(6)
+    from prone_reference import edge_values
+
+    a = sp.csr_matrix((ones, (np.searchsorted(ids, src), np.searchsorted(ids, dst))), (5, 5))
+    rows, cols, values = edge_values(a)
+    block = build_block(0, ids, ids[rows], ids[cols], None, values, values["w"])
+    x = run_program(make_program(EmbeddingConfig(dim=4), 1), block)
+    norms = np.linalg.norm(np.nan_to_num(x), axis=1)
     assert norms[-1] == 0.0
     np.testing.assert_allclose(norms[:-1], 1.0, atol=1e-5)
 
@@ -103,8 +133,6 @@ def test_arrow_vectors_round_trip_with_nulls():
 
 
 def test_id_gaussian_depends_on_id_and_seed_only():
-    from distne.embedders.prone import id_gaussian
-
     ids = np.arange(20_000) * 3 + 11
     g = id_gaussian(ids, 16, seed=5)
     # The same id gets the same row whatever else is drawn with it.
@@ -114,14 +142,3 @@ def test_id_gaussian_depends_on_id_and_seed_only():
     assert abs(g.mean()) < 0.01 and abs(g.var() - 1) < 0.01
     c = np.corrcoef(g.T)
     assert np.abs(c - np.eye(16)).max() < 0.03
-
-
-def test_prone_with_id_draws_ignores_row_order():
-    g = nx.powerlaw_cluster_graph(300, 3, 0.3, seed=4)
-    ids = np.array(sorted(g.nodes))
-    a = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids.tolist()))
-    x = prone(a, dim=8, order=4, seed=2, ids=ids)
-    perm = np.random.default_rng(0).permutation(len(ids))
-    a_p = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids[perm].tolist()))
-    x_p = prone(a_p, dim=8, order=4, seed=2, ids=ids[perm])
-    np.testing.assert_allclose(x_p, x[perm], atol=1e-5)

@@ -1,52 +1,95 @@
-"""Exchange fusion: ProNE over leaf subgraphs equals single-machine ProNE on the whole graph."""
+"""The two backends on real Spark: the exchange over leaves equals the local backend on the whole
+graph, and both equal a plain single-machine ProNE (tests/prone_reference.py)."""
 
 import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import make_config
-from distne.embedders.prone import prone
-from distne.exchange import embed_exchange
+from distne.embedders import make_program
+from distne.embedders.prone import Prone
+from distne.engine.exchange import embed_exchange
+from distne.engine.local import directed_edges, embed_groups
+from prone_reference import edge_values, prone
+from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.spark
 
 
-def _frames(spark, g, parts):
-    edges = spark.createDataFrame(
+def _graph():
+    g = nx.powerlaw_cluster_graph(400, 3, 0.3, seed=3)
+    g.add_node(1000)  # an isolated node
+    for u, v in g.edges:
+        g[u][v]["weight"] = 1.0 + (u * v) % 3
+    return g
+
+
+def _edges(spark, g):
+    return spark.createDataFrame(
         [
             (int(min(u, v)), int(max(u, v)), float(d.get("weight", 1.0)))
             for u, v, d in g.edges(data=True)
         ],
         "src long, dst long, weight double",
     )
-    leaf = spark.createDataFrame([(int(n), int(parts[n])) for n in g.nodes], "id long, part long")
-    return edges, leaf
 
 
-def _whole(g, cfg):
-    ids = np.array(sorted(g.nodes))
-    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids.tolist(), format="csr"))
-    e = cfg.embedding
-    x = prone(adj, e.dim, e.order, e.mu, e.theta, e.svd_iterations, cfg.seed, ids=ids)
-    return ids, x
-
-
-def _exchanged(spark, g, parts, cfg):
-    edges, leaf = _frames(spark, g, parts)
-    rows = sorted(embed_exchange(spark, edges, leaf, cfg).collect(), key=lambda r: r["id"])
+def _sorted(df):
+    rows = sorted(df.collect(), key=lambda r: r["id"])
     return np.array([r["id"] for r in rows]), np.array([r["vec"] for r in rows])
 
 
-@pytest.mark.parametrize("leaves", [1, 7])
-def test_equals_whole_graph_prone(spark, leaves):
-    g = nx.powerlaw_cluster_graph(400, 3, 0.3, seed=3)
-    g.add_node(1000)  # an isolated node
-    for u, v in g.edges:
-        g[u][v]["weight"] = 1.0 + (u * v) % 3
-    parts = {n: (n * 7919) % leaves for n in g.nodes}
+@pytest.fixture(scope="module")
+def case(spark):
+    g = _graph()
     cfg = make_config("embedding.dim=12")
-    ids, want = _whole(g, cfg)
-    got_ids, got = _exchanged(spark, g, parts, cfg)
+    ids = np.array(sorted(g.nodes))
+    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids.tolist(), format="csr"))
+    e = cfg.embedding
+    want = prone(adj, e.dim, e.order, e.mu, e.theta, e.svd_iterations, cfg.seed, ids=ids)
+    return g, cfg, ids, want
+
+
+def test_edge_values_match_the_definition(spark, case):
+    g, _, ids, _ = case
+    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids.tolist(), format="csr"))
+    rows, cols, values = edge_values(adj)
+    got = {
+        (r["r"], r["c"]): r
+        for r in Prone.edge_values(directed_edges(_edges(spark, g)), []).collect()
+    }
+    assert len(got) == len(rows)
+    for i in range(len(rows)):
+        row = got[(int(ids[rows[i]]), int(ids[cols[i]]))]
+        for name in Prone.values:
+            assert row[name] == pytest.approx(values[name][i], rel=1e-9, abs=1e-12)
+
+
+def test_local_backend_equals_plain_prone(spark, case):
+    g, cfg, ids, want = case
+    zero = F.lit(0).cast("long").alias("part")
+    nodes = spark.createDataFrame([(int(n),) for n in g.nodes], "id long").select(zero, "id")
+    program = make_program(cfg.embedding, cfg.seed)
+    out = embed_groups(
+        nodes,
+        _edges(spark, g).select(zero, "src", "dst", "weight"),
+        ["part"],
+        Prone,
+        lambda _k: program,
+    )
+    got_ids, got = _sorted(out)
+    assert (got_ids == ids).all()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("leaves", [1, 7])
+def test_exchange_equals_plain_prone_whatever_the_leaves(spark, case, leaves):
+    g, cfg, ids, want = case
+    leaf = spark.createDataFrame(
+        [(int(n), int((n * 7919) % leaves)) for n in g.nodes], "id long, part long"
+    )
+    program = make_program(cfg.embedding, cfg.seed)
+    got_ids, got = _sorted(embed_exchange(spark, _edges(spark, g), leaf, program, cfg))
     assert (got_ids == ids).all()
     assert np.isfinite(got).all()
-    np.testing.assert_allclose(got, want, atol=2e-4)
+    np.testing.assert_allclose(got, want, atol=1e-4)

@@ -1,8 +1,8 @@
 """Fusion math without Spark: Procrustes against a known rotation, anchor alignment."""
 
 import numpy as np
+from distne.baselines.procrustes import align_subgraph, procrustes
 from distne.embedders.prone import row_normalize_l2
-from distne.fuse import align_subgraph, procrustes
 from scipy.stats import ortho_group
 
 

@@ -1,11 +1,17 @@
 """Partition invariants on random graphs, with a brute-force oracle for borders and cuts."""
 
+import conftest
 import networkx as nx
 import pytest
-from conftest import make_config
-from distne.partition import partition
+from distne.partition import DEFAULT_MAX_LEVELS, partition
 
 pytestmark = pytest.mark.spark
+
+
+def make_config(*overrides):
+    # Border levels serve the baselines (run.mode=procrustes|leaf_only); the exchange backend
+    # partitions with max_levels=0.
+    return conftest.make_config("run.mode=procrustes", *overrides)
 
 
 def _frames(spark, g):
@@ -84,7 +90,7 @@ def test_hub_many_components_and_isolated_nodes(spark, method):
 def test_clique_core_terminates(spark, method):
     g = nx.complete_graph(120)
     p = _check(spark, g, 50, *METHODS[method])
-    assert p.levels[-1].level <= make_config().partition.max_levels
+    assert p.levels[-1].level <= DEFAULT_MAX_LEVELS
 
 
 def test_stalled_coarsening_falls_back_to_label_propagation(spark):

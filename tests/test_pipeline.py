@@ -48,6 +48,26 @@ def ppi_run(spark, tmp_path_factory, ppi_split):
     return cfg, run(spark, cfg)
 
 
+def test_auto_mode_embeds_a_small_graph_locally_with_the_same_vectors(spark, ppi_run, tmp_path):
+    """The default picks the local backend for PPI; it gives the exchange run's vectors."""
+    cfg, summary = ppi_run
+    assert summary.mode == "exchange" and summary.leaf_subgraphs >= 5
+    out = tmp_path / "local"
+    local = run(
+        spark,
+        make_config(f"input.path={cfg.input.path}", f"output.path={out}", "embedding.dim=32"),
+    )
+    assert local.mode == "local" and local.leaf_subgraphs == 1
+    assert "partition" not in local.seconds
+    ids, subs, vecs = _read_rs(out)
+    assert set(subs) == {0}
+    exchanged = dict(zip(*_read_rs(cfg.output.path)[::2], strict=True))
+    assert set(ids) == set(exchanged)
+    got = np.array(vecs)
+    want = np.array([exchanged[i] for i in ids])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
 def test_table_has_one_finite_vector_per_node(spark, ppi_run):
     cfg, summary = ppi_run
     ids, subs, vecs = _read_rs(cfg.output.path)
@@ -73,8 +93,9 @@ def test_run_is_recorded_in_the_delta_commit(spark, ppi_run):
     cfg, summary = ppi_run
     meta = read_run_metadata(spark, cfg.output.path)
     assert meta["seed"] == cfg.seed
+    assert meta["mode"] == "exchange" and "leaves of at most" not in meta["plan"]
     assert meta["config"]["partition"]["max_nodes"] == 500
-    # The default exchange fusion embeds and fuses in one stage ("embed").
+    # The exchange backend embeds all leaves in one frame in one stage ("embed").
     assert set(meta["seconds"]) >= {"ingest", "partition", "embed"}
     assert summary.delta_version == 0
     part = meta["partition"]
@@ -172,12 +193,12 @@ def test_exchange_keeps_whole_graph_quality_where_naive_fusion_does_not(spark, t
         nc = node_classification(spark, str(out), labels)
         return summary, {"auc": lp["auc"], "auc_cross": lp["auc_cross"], "micro": nc["micro_f1"]}
 
-    s, exchange = quality("exchange", "partition.max_nodes=200")
+    s, exchange = quality("exchange", "run.mode=exchange", "partition.max_nodes=200")
     assert s.leaf_subgraphs >= 16
-    # The plain single-machine embedder on the graph as one piece (its own random draws).
-    s, whole = quality("whole", "partition.max_nodes=100000", "fusion.method=leaf_only")
+    # The local backend on the graph as one piece, with its own random draws (another seed).
+    s, whole = quality("whole", "run.mode=local", "seed=7")
     assert s.leaf_subgraphs == 1
-    _, naive = quality("naive", "partition.max_nodes=200", "fusion.method=leaf_only")
+    _, naive = quality("naive", "partition.max_nodes=200", "run.mode=leaf_only")
     print({"exchange": exchange, "whole": whole, "naive": naive})
     for key in ("auc", "auc_cross", "micro"):
         assert abs(exchange[key] - whole[key]) <= 0.01, key

@@ -59,10 +59,17 @@ class EmbedderKind(str, enum.Enum):
     PRONE = "prone"
 
 
-class FusionMethod(str, enum.Enum):
+class RunMode(str, enum.Enum):
+    AUTO = "auto"
+    LOCAL = "local"
     EXCHANGE = "exchange"
     PROCRUSTES = "procrustes"
     LEAF_ONLY = "leaf_only"
+
+    @property
+    def is_baseline(self) -> bool:
+        """Embeds every subgraph apart (the seed paper's design, kept for comparison)."""
+        return self in (RunMode.PROCRUSTES, RunMode.LEAF_ONLY)
 
 
 class LineageCut(str, enum.Enum):
@@ -101,9 +108,10 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class PartitionConfig:
-    max_nodes: int = _help(
-        "Hard upper bound on nodes per subgraph: what one Python worker embeds at once.",
-        default=100_000,
+    max_nodes: int | None = _help(
+        "Hard upper bound on nodes per leaf subgraph. Unset: chosen per run from the graph and "
+        "run.worker_memory_gb (at least one leaf per core, each leaf within the budget).",
+        default=None,
     )
     method: PartitionMethod = _help(
         "multilevel (coarsen in Spark, METIS on the coarse graph, refine; fewest cut edges), "
@@ -127,17 +135,20 @@ class PartitionConfig:
         "Target fill of a part when choosing the number of parts (parts = n / (fill*max_nodes)).",
         default=0.8,
     )
-    max_levels: int = _help(
-        "Most border levels below the leaves; recursion also stops when the border fits in "
-        "one subgraph or stops shrinking.",
-        default=4,
+    max_levels: int | None = _help(
+        "run.mode=procrustes|leaf_only only: most border levels below the leaves (unset: 4); "
+        "recursion also stops when the border fits in one subgraph or stops shrinking.",
+        default=None,
     )
 
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
     dim: int = _help("Dimension of the output vectors.", default=128)
-    method: EmbedderKind = _help("Per-subgraph embedder.", default=EmbedderKind.PRONE)
+    method: EmbedderKind = _help(
+        "The embedder program (run by the local and the exchange backend alike).",
+        default=EmbedderKind.PRONE,
+    )
     order: int = _help("ProNE: Chebyshev expansion order of the spectral filter.", default=10)
     mu: float = _help("ProNE: band-pass filter centre.", default=0.2)
     theta: float = _help("ProNE: band-pass filter width (Bessel argument).", default=0.5)
@@ -145,13 +156,21 @@ class EmbeddingConfig:
 
 
 @dataclass(frozen=True)
-class FusionConfig:
-    method: FusionMethod = _help(
-        "exchange: one ProNE over all leaf subgraphs, exchanging border vectors across cut "
-        "edges (one frame by construction; equals whole-graph ProNE); "
-        "procrustes: embed every subgraph alone, align each to its border level through shared "
-        "border nodes; leaf_only: the leaf vector alone (no common frame; a baseline).",
-        default=FusionMethod.EXCHANGE,
+class RunModeConfig:
+    mode: RunMode = _help(
+        "auto: local when the whole graph fits one worker (run.worker_memory_gb, and "
+        "partition.max_nodes if set), exchange otherwise. local: the embedder on the whole "
+        "graph in one Python worker. exchange: partition into leaf subgraphs and run the "
+        "embedder over all of them at once, exchanging border rows (one frame; the same "
+        "vectors as local). Baselines: procrustes (embed every subgraph alone, align each to "
+        "its border level through shared border nodes), leaf_only (leaf vectors alone, no "
+        "common frame).",
+        default=RunMode.AUTO,
+    )
+    worker_memory_gb: float = _help(
+        "Memory one Python worker may use for the embedder: the local backend's limit in auto "
+        "mode, and what sizes leaves when partition.max_nodes is unset.",
+        default=2.0,
     )
 
 
@@ -199,15 +218,19 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    fusion: FusionConfig = field(default_factory=FusionConfig)
+    run: RunModeConfig = field(default_factory=RunModeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
-        _check(
-            self.partition.max_nodes >= 2, "partition.max_nodes", ">= 2", self.partition.max_nodes
-        )
+        if self.partition.max_nodes is not None:
+            _check(
+                self.partition.max_nodes >= 2,
+                "partition.max_nodes",
+                ">= 2",
+                self.partition.max_nodes,
+            )
         _check(
             0.1 <= self.partition.fill <= 1.0, "partition.fill", "in [0.1, 1]", self.partition.fill
         )
@@ -229,11 +252,31 @@ class Config:
             ">= 1",
             self.partition.cluster_rounds,
         )
+        if self.partition.max_levels is not None:
+            _check(
+                self.partition.max_levels >= 0,
+                "partition.max_levels",
+                ">= 0",
+                self.partition.max_levels,
+            )
+            if not self.run.mode.is_baseline:
+                raise ConfigError(
+                    f"partition.max_levels applies to the border levels of run.mode=procrustes "
+                    f"or leaf_only; run.mode={self.run.mode.value} embeds across leaves and has "
+                    f"no border levels. Found partition.max_levels="
+                    f"{self.partition.max_levels}: unset it or choose a baseline mode."
+                )
+        if self.run.mode is RunMode.LOCAL and self.partition.max_nodes is not None:
+            raise ConfigError(
+                f"run.mode=local embeds the whole graph in one worker and does not partition; "
+                f"found partition.max_nodes={self.partition.max_nodes}. Unset it, or use "
+                f"run.mode=exchange (or auto) to partition."
+            )
         _check(
-            self.partition.max_levels >= 0,
-            "partition.max_levels",
-            ">= 0",
-            self.partition.max_levels,
+            self.run.worker_memory_gb > 0,
+            "run.worker_memory_gb",
+            "> 0",
+            self.run.worker_memory_gb,
         )
         _check(1 <= self.embedding.dim <= 4096, "embedding.dim", "in [1, 4096]", self.embedding.dim)
         _check(self.embedding.order >= 1, "embedding.order", ">= 1", self.embedding.order)

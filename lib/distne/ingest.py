@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -17,20 +16,7 @@ from pyspark.sql import types as T
 
 from distne.config import IdType, InputConfig, InputFormat
 from distne.errors import InputError
-from distne.sparkutil import endpoints
-
-
-@dataclass(frozen=True)
-class Graph:
-    """A graph ready for partitioning.
-
-    ``edges`` hold each undirected edge once (src < dst); with ``input.directed`` each
-    orientation present in the input is one row.
-    """
-
-    nodes: DataFrame  # id: long (dense), node_id: user's id (long or string)
-    edges: DataFrame  # src: long, dst: long, weight: double
-    id_type: IdType  # LONG or STRING: the type of nodes.node_id
+from distne.graph import Graph, endpoints
 
 
 def _local_paths(path: str) -> list[str] | None:

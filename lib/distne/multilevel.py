@@ -39,7 +39,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from distne.config import Config
-from distne.sparkutil import cut_lineage, symmetric, uniform
+from distne.graph import symmetric
+from distne.sparkutil import cut_lineage, uniform
 
 # A cluster holds at most this share of a part's target size, so a part is made of at least
 # this many coarse nodes and METIS can still balance parts.

@@ -33,17 +33,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from distne.config import Config, PartitionMethod
+from distne.graph import endpoints, symmetric
 from distne.multilevel import coarse_partition
-from distne.sparkutil import (
-    Progress,
-    cut_lineage,
-    endpoints,
-    hash_bucket,
-    symmetric,
-    uniform,
-)
+from distne.sparkutil import Progress, cut_lineage, hash_bucket, uniform
 
 Level = int
+
+# Border levels below the leaves when partition.max_levels is unset (the baselines' recursion).
+DEFAULT_MAX_LEVELS = 4
 
 
 @dataclass(frozen=True)
@@ -304,8 +301,13 @@ def partition(
     edges: DataFrame,
     config: Config,
     progress: Progress | None = None,
+    max_levels: int | None = None,
 ) -> Partitioning:
     """Recursively partition a graph (``nodes``: ``id``; ``edges``: ``src``, ``dst``, ``weight``).
+
+    ``partition.max_nodes`` must be set (the pipeline resolves it when the user did not).
+    ``max_levels`` (default: ``partition.max_levels``, else 4) caps the border levels; 0 gives
+    the leaves alone, which is what the exchange backend needs.
 
     Example:
         >>> p = partition(spark, graph.nodes, graph.edges, config)  # doctest: +SKIP
@@ -313,6 +315,10 @@ def partition(
     """
     progress = progress or Progress(spark, enabled=False)
     pc = config.partition
+    if pc.max_nodes is None:
+        raise ValueError("partition(): partition.max_nodes must be resolved before partitioning")
+    if max_levels is None:
+        max_levels = DEFAULT_MAX_LEVELS if pc.max_levels is None else pc.max_levels
     cur_nodes = cut_lineage(nodes.select("id"), config.runtime)
     cur_edges = cut_lineage(edges.select("src", "dst", "weight"), config.runtime)
     n = cur_nodes.count()
@@ -360,8 +366,8 @@ def partition(
         if n_border == 0:
             reason = "no border nodes"
             break
-        if level >= pc.max_levels:
-            reason = f"reached partition.max_levels={pc.max_levels}"
+        if level >= max_levels:
+            reason = f"reached {max_levels} border levels"
             break
         if n_border >= 0.95 * n:
             reason = f"border stopped shrinking ({n_border} of {n} nodes)"

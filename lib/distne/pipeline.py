@@ -1,7 +1,11 @@
-"""The whole run: ingest -> partition -> embed -> fuse -> write.
+"""The whole run: ingest -> (partition) -> embed -> write.
 
-Every stage is a library function taking the Spark session and the config; :func:`run`
-wires them together and returns a summary. Jobs and the CLI only call :func:`run`.
+The embedder runs on one of two backends (:mod:`distne.engine`): ``local`` (the whole graph in
+one Python worker) when it fits, ``exchange`` (partitioned into leaf subgraphs, all embedded
+at once in one frame) otherwise; :func:`plan_run` decides. The baselines (``procrustes``,
+``leaf_only``) embed subgraphs apart and fuse them. Every stage is a library function taking
+the Spark session and the config; :func:`run` wires them together and returns a summary.
+Jobs and the CLI only call :func:`run`.
 
 Example (in a notebook, with the Delta connector on the cluster):
     >>> from distne.config import load_config
@@ -14,6 +18,7 @@ Example (in a notebook, with the Delta connector on the cluster):
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,14 +27,57 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from distne import __version__
-from distne.config import Config, FusionMethod, to_dict
-from distne.embed import embed
-from distne.exchange import embed_exchange
-from distne.fuse import fuse
-from distne.ingest import Graph, ingest
+from distne.baselines.per_subgraph import embed_subgraphs
+from distne.baselines.procrustes import fuse
+from distne.config import Config, RunMode, to_dict
+from distne.embedders import make_program
+from distne.engine.exchange import Exchange, embed_exchange
+from distne.engine.local import embed_groups, local_bytes
+from distne.engine.program import Program
+from distne.graph import Graph
+from distne.ingest import ingest
 from distne.partition import Partitioning, partition
 from distne.sparkutil import Progress, cut_lineage
 from distne.write import check_output, write_embeddings
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a run embeds, decided from the graph's size, the config and the cluster."""
+
+    mode: RunMode
+    max_nodes: int | None  # the leaf bound (None for local)
+    local_gb: float  # estimated peak of the embedder on one worker, whole graph
+    budget_gb: float  # run.worker_memory_gb
+    reason: str
+
+
+def plan_run(config: Config, nodes: int, edges: int, parallelism: int, program: Program) -> Plan:
+    """Pick the backend and, if unset, the leaf bound.
+
+    ``auto`` runs locally when the whole graph fits one worker's budget (and under
+    ``partition.max_nodes`` when that is set); otherwise it partitions. An unset
+    ``partition.max_nodes`` gives at least one leaf per core, and enough leaves that each
+    fits the budget: fewer, larger leaves mean a smaller halo.
+    """
+    need = local_bytes(nodes, edges, program)
+    budget = config.run.worker_memory_gb * 2**30
+    pc = config.partition
+    mode = config.run.mode
+    gb = f"{need / 2**30:.2f} GB estimated for the whole graph, budget {budget / 2**30:.1f} GB"
+    reason = f"run.mode={mode.value}"
+    if mode is RunMode.AUTO:
+        fits = need <= budget and (pc.max_nodes is None or nodes <= pc.max_nodes)
+        mode = RunMode.LOCAL if fits else RunMode.EXCHANGE
+        reason = f"auto: {'fits' if fits else 'does not fit'} one worker ({gb})"
+        if pc.max_nodes is not None and nodes > pc.max_nodes:
+            reason = f"auto: {nodes:,} nodes > partition.max_nodes={pc.max_nodes:,}"
+    max_nodes = pc.max_nodes
+    if mode is not RunMode.LOCAL and max_nodes is None:
+        leaves = max(parallelism, math.ceil(need / budget))
+        max_nodes = max(2, math.ceil(nodes / (pc.fill * leaves)))
+        reason += f"; {leaves} leaves of at most {max_nodes:,} nodes"
+    return Plan(mode, max_nodes, need / 2**30, budget / 2**30, reason)
 
 
 @dataclass
@@ -38,6 +86,8 @@ class RunSummary:
 
     nodes: int = 0
     edges: int = 0
+    mode: str = ""
+    plan: str = ""
     leaf_subgraphs: int = 0
     levels: int = 0
     dim: int = 0
@@ -53,10 +103,15 @@ class RunSummary:
         lines = [
             f"nodes            {self.nodes:,}",
             f"edges            {self.edges:,}",
-            f"leaf subgraphs   {self.leaf_subgraphs:,} (max {self.partition.get('max_nodes')} "
-            f"nodes each, fill {self.partition.get('fill_ratio')})",
-            f"levels           {self.levels} ({self.partition.get('stop_reason')})",
+            f"mode             {self.mode} ({self.plan})",
         ]
+        if self.partition:
+            lines += [
+                f"leaf subgraphs   {self.leaf_subgraphs:,} (max "
+                f"{self.partition.get('max_nodes'):,} nodes each, fill "
+                f"{self.partition.get('fill_ratio')})",
+                f"levels           {self.levels} ({self.partition.get('stop_reason')})",
+            ]
         for lv in self.partition.get("per_level", []):
             lines.append(
                 f"  level {lv['level']}: {lv['nodes']:,} nodes, {lv['subgraphs']} subgraphs, "
@@ -110,42 +165,36 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     summary.seconds["ingest"] = t["seconds"]
     progress.log(f"ingest: {summary.nodes:,} nodes, {summary.edges:,} edges")
 
-    exchange = config.fusion.method is FusionMethod.EXCHANGE
-    # Exchange fusion embeds the leaves together: border levels would go unused.
-    part_config = (
-        dataclasses.replace(config, partition=dataclasses.replace(config.partition, max_levels=0))
-        if exchange
-        else config
+    program = make_program(config.embedding, config.seed)
+    plan = plan_run(
+        config, summary.nodes, summary.edges, spark.sparkContext.defaultParallelism, program
     )
-    with progress.stage("partition", f"max_nodes={config.partition.max_nodes}") as t:
-        parts: Partitioning = partition(spark, graph.nodes, graph.edges, part_config, progress)
-    summary.seconds["partition"] = t["seconds"]
-    summary.leaf_subgraphs = parts.leaf_count
-    summary.levels = len(parts.levels)
-    summary.partition = {**parts.summary(), "max_nodes": config.partition.max_nodes}
+    summary.mode, summary.plan = plan.mode.value, plan.reason
+    progress.log(f"mode: {plan.mode.value} ({plan.reason})")
 
-    if exchange:
-        with progress.stage(
-            "embed", f"ProNE over {parts.leaf_count} leaves, exchanging borders"
-        ) as t:
-            leaf = parts.membership.where(F.col("level") == 0).select("id", "part")
-            fused = embed_exchange(spark, graph.edges, leaf, config)
+    if plan.mode is RunMode.LOCAL:
+        summary.leaf_subgraphs = 1
+        with progress.stage("embed", "the whole graph in one worker") as t:
+            fused = cut_lineage(_embed_whole(graph, program), config.runtime)
         summary.seconds["embed"] = t["seconds"]
     else:
-        total = sum(s.subgraphs for s in parts.levels)
-        done = spark.sparkContext.accumulator(0)
-        with progress.stage(
-            "embed",
-            f"{total} subgraphs over {len(parts.levels)} levels",
-            counter=lambda: f"subgraphs {done.value}/{total}",
-        ) as t:
-            vectors = cut_lineage(embed(parts, config, done), config.runtime)
-        summary.seconds["embed"] = t["seconds"]
-        progress.log(f"embed: {done.value}/{total} subgraphs embedded")
-
-        with progress.stage("fuse", config.fusion.method.value) as t:
-            fused = fuse(vectors, parts, config)
-        summary.seconds["fuse"] = t["seconds"]
+        part_config = dataclasses.replace(
+            config, partition=dataclasses.replace(config.partition, max_nodes=plan.max_nodes)
+        )
+        # The exchange embeds the leaves together: it needs no border levels.
+        levels = None if plan.mode.is_baseline else 0
+        with progress.stage("partition", f"max_nodes={plan.max_nodes}") as t:
+            parts: Partitioning = partition(
+                spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels
+            )
+        summary.seconds["partition"] = t["seconds"]
+        summary.leaf_subgraphs = parts.leaf_count
+        summary.levels = len(parts.levels)
+        summary.partition = {**parts.summary(), "max_nodes": plan.max_nodes}
+        if plan.mode is RunMode.EXCHANGE:
+            fused = _embed_exchange(spark, graph, parts, plan, config, program, progress, summary)
+        else:
+            fused = _embed_baseline(spark, parts, config, progress, summary)
 
     assert config.output.path is not None
     summary.table_path = config.output.path
@@ -155,6 +204,8 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         "config": to_dict(config),
         "nodes": summary.nodes,
         "edges": summary.edges,
+        "mode": summary.mode,
+        "plan": summary.plan,
         "partition": summary.partition,
         "seconds": dict(summary.seconds),
     }
@@ -165,3 +216,69 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     summary.seconds["write"] = t["seconds"]
     summary.seconds["total"] = time.perf_counter() - t0
     return summary
+
+
+def _embed_whole(graph: Graph, program: Program) -> DataFrame:
+    """The local backend on the whole graph: one group, bounded by the plan's memory check."""
+    zero = F.lit(0).cast("long").alias("part")
+    return embed_groups(
+        graph.nodes.select(zero, "id"),
+        graph.edges.select(zero, "src", "dst", "weight"),
+        ["part"],
+        type(program),
+        lambda _key: program,
+    ).select("id", "part", "vec")
+
+
+def _embed_exchange(
+    spark: SparkSession,
+    graph: Graph,
+    parts: Partitioning,
+    plan: Plan,
+    config: Config,
+    program: Program,
+    progress: Progress,
+    summary: RunSummary,
+) -> DataFrame:
+    backend: list[Exchange] = []
+
+    def counter() -> str:
+        done = backend[0].products_done if backend else 0
+        return f"product {done}/{program.products()}"
+
+    detail = f"over {parts.leaf_count} leaves, exchanging borders"
+    with progress.stage("embed", detail, counter=counter) as t:
+        leaf = parts.membership.where(F.col("level") == 0).select("id", "part")
+        # As many Spark partitions as it takes for each to fit a worker's budget, at least one
+        # per core: a task holds its partition's leaves at once.
+        partitions = max(
+            spark.sparkContext.defaultParallelism, math.ceil(plan.local_gb / plan.budget_gb)
+        )
+        fused = embed_exchange(
+            spark, graph.edges, leaf, program, config, backend.append, partitions
+        )
+    summary.seconds["embed"] = t["seconds"]
+    return fused
+
+
+def _embed_baseline(
+    spark: SparkSession,
+    parts: Partitioning,
+    config: Config,
+    progress: Progress,
+    summary: RunSummary,
+) -> DataFrame:
+    total = sum(s.subgraphs for s in parts.levels)
+    done = spark.sparkContext.accumulator(0)
+    with progress.stage(
+        "embed",
+        f"{total} subgraphs over {len(parts.levels)} levels",
+        counter=lambda: f"subgraphs {done.value}/{total}",
+    ) as t:
+        vectors = cut_lineage(embed_subgraphs(parts, config, done), config.runtime)
+    summary.seconds["embed"] = t["seconds"]
+    progress.log(f"embed: {done.value}/{total} subgraphs embedded")
+    with progress.stage("fuse", config.run.mode.value) as t:
+        fused = fuse(vectors, parts, config)
+    summary.seconds["fuse"] = t["seconds"]
+    return fused

@@ -38,22 +38,6 @@ def hash_bucket(seed: int, k: int, *cols: Column | str | int) -> Column:
     return F.pmod(F.xxhash64(F.lit(seed), *_columns(cols)), F.lit(k))
 
 
-def symmetric(edges: DataFrame) -> DataFrame:
-    """Both orientations of each edge (``src``, ``dst``, ``weight``): what neighbour sums need."""
-    return edges.select("src", "dst", "weight").union(
-        edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight")
-    )
-
-
-def endpoints(edges: DataFrame, name: str = "id") -> DataFrame:
-    """The distinct nodes that have an edge (``src`` or ``dst``), as one column ``name``."""
-    return (
-        edges.select(F.col("src").alias(name))
-        .union(edges.select(F.col("dst").alias(name)))
-        .distinct()
-    )
-
-
 def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
     """Materialise ``df`` and cut its plan, as ``runtime.lineage`` says.
 

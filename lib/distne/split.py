@@ -13,8 +13,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from distne.evaluate import index_nodes, sample_non_edges
-from distne.ingest import Graph
-from distne.sparkutil import endpoints, uniform
+from distne.graph import Graph, endpoints
+from distne.sparkutil import uniform
 
 
 @dataclass(frozen=True)

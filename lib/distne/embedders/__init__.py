@@ -1,35 +1,25 @@
-"""Per-subgraph embedders: pure functions over a scipy sparse matrix, chosen from a registry.
+"""Embedders: programs for the engine (:mod:`distne.engine.program`), chosen from a registry.
 
-An embedder takes the symmetric adjacency of one subgraph (``scipy.sparse.csr_matrix``, n x n)
-and returns an ``(n, dim)`` float32 array. It runs inside one Python worker on a subgraph whose
-size the partitioner bounds, so it may hold the whole subgraph in memory.
+An embedder is written once, as a program of sparse products, small reductions and row-wise
+steps; the local backend runs it on one Python worker, the exchange backend across leaf
+subgraphs, and both give the same vectors. A new embedder is one new module and one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
-import scipy.sparse as sp
-
 from distne.config import EmbedderKind, EmbeddingConfig
-from distne.embedders.prone import prone
+from distne.embedders.prone import Prone
+from distne.engine.program import Program
 
-Embedder = Callable[[sp.csr_matrix, EmbeddingConfig, int], np.ndarray]
-
-_REGISTRY: dict[EmbedderKind, Embedder] = {
-    EmbedderKind.PRONE: lambda adj, cfg, seed: prone(
-        adj,
-        dim=cfg.dim,
-        order=cfg.order,
-        mu=cfg.mu,
-        theta=cfg.theta,
-        svd_iterations=cfg.svd_iterations,
-        seed=seed,
-    ),
-}
+_REGISTRY: dict[EmbedderKind, type] = {EmbedderKind.PRONE: Prone}
 
 
-def get_embedder(kind: EmbedderKind) -> Embedder:
-    """The embedder registered for ``kind``."""
+def program_class(kind: EmbedderKind) -> type:
+    """The program class registered for ``kind`` (its ``edge_values`` need no instance)."""
     return _REGISTRY[kind]
+
+
+def make_program(cfg: EmbeddingConfig, seed: int) -> Program:
+    """The program ``embedding.method`` names, with its settings and seed."""
+    program: Program = _REGISTRY[cfg.method](cfg, seed)
+    return program

@@ -1,27 +1,33 @@
-"""ProNE (Zhang et al., IJCAI 2019) on one subgraph, in numpy/scipy.
+"""ProNE (Zhang et al., IJCAI 2019) as one engine program, run by either backend.
 
 Two steps:
-1. Sparse matrix factorisation: a randomized truncated SVD of the sparse matrix
-   ``log(D^-1 A) - log(lambda * P_neg)`` restricted to the edges (negative sampling with
-   the degree^0.75 distribution), giving an initial embedding ``U * sqrt(S)``.
+1. Sparse matrix factorisation: a randomized truncated SVD of the sparse matrix ``F`` with
+   ``F[r, c] = log(w_rc / deg_r) - log(neg_c)`` on the edges, ``neg_c`` proportional to
+   ``(sum_r w_rc / deg_r) ** 0.75`` (negative sampling with the degree^0.75 distribution),
+   giving an initial embedding ``U * sqrt(S)``.
 2. Spectral propagation: a Chebyshev expansion of a band-pass filter of the normalised
    Laplacian (Bessel coefficients, centre ``mu``, width ``theta``) applied to that embedding,
-   followed by one more SVD to orthogonalise.
+   then ``A_hat (x - conv)`` and its exact SVD (it has ``dim`` columns).
 
-Everything random comes from ``seed``; the same subgraph and seed give the same vectors.
+In engine terms (:mod:`distne.engine.program`): ``2 * svd_iterations + 2`` products with ``F``
+or ``F^T``, ``2 * order - 1`` with the adjacency ``A``, Gram reductions for the
+orthonormalisations (whitening ``Q = V G^{-1/2}``), column signs, and row-wise maps. The
+randomized SVD's test matrix is the id-drawn basis, so the vectors do not depend on how the
+rows are spread over machines.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+
 import numpy as np
-import scipy.sparse as sp
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from scipy.special import iv
 
-
-def _row_normalize_l1(m: sp.csr_matrix) -> sp.csr_matrix:
-    sums = np.asarray(abs(m).sum(axis=1)).ravel()
-    inv = np.divide(1.0, sums, out=np.zeros_like(sums, dtype=np.float64), where=sums > 0)
-    return sp.csr_matrix(sp.diags(inv) @ m)
+from distne.config import EmbeddingConfig
+from distne.engine.program import Backend, Product, top_pairs, whitening
 
 
 def row_normalize_l2(x: np.ndarray) -> np.ndarray:
@@ -30,177 +36,153 @@ def row_normalize_l2(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser, element-wise on uint64 (wrapping arithmetic)."""
-    x = x + _GOLDEN
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-def id_gaussian(ids: np.ndarray, cols: int, seed: int) -> np.ndarray:
-    """Row ``i`` is ``cols`` standard normal draws determined by ``(seed, ids[i])`` alone.
-
-    The random test matrix of a randomized SVD drawn this way is the same whichever machine
-    computes which rows, so pieces of one product computed apart agree (see
-    :mod:`distne.exchange`).
-    """
-    with np.errstate(over="ignore"):
-        key = _splitmix64(np.array([seed], dtype=np.uint64))
-        base = _splitmix64(np.asarray(ids, dtype=np.int64).astype(np.uint64) ^ key)
-        j = np.arange(cols, dtype=np.uint64) * np.uint64(2)
-        h1 = _splitmix64(base[:, None] + j)
-        h2 = _splitmix64(base[:, None] + j + np.uint64(1))
-    u1 = ((h1 >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53  # (0, 1]
-    u2 = (h2 >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-
-
-def fix_signs(u: np.ndarray) -> np.ndarray:
-    # An SVD is defined up to the sign of each singular vector; pin it so that equal inputs
-    # give equal outputs across BLAS builds.
-    if u.size == 0:
-        return u
-    idx = np.argmax(np.abs(u), axis=0)
-    signs = np.sign(u[idx, np.arange(u.shape[1])])
-    signs[signs == 0] = 1.0
-    return u * signs
-
-
-def randomized_svd(
-    m: sp.spmatrix | np.ndarray,
-    k: int,
-    n_iter: int,
-    rng: np.random.Generator,
-    omega: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` left singular vectors and values of ``m`` (Halko, Martinsson, Tropp 2011).
-
-    ``omega``, if given, is the ``(cols, p)`` test matrix; otherwise ``rng`` draws it with
-    ``p = min(k + 10, rows, cols)``.
-
-    Returns ``(U, s)`` with ``U`` of shape ``(rows, k')`` and ``k' = min(k, rows, cols)``.
-    """
-    rows, cols = m.shape
-    k_eff = min(k, rows, cols)
-    if k_eff == 0:
-        return np.zeros((rows, 0)), np.zeros(0)
-    if omega is None:
-        omega = rng.standard_normal((cols, min(k_eff + 10, rows, cols)))
-    y = m @ omega
-    q, _ = np.linalg.qr(y)
-    for _ in range(n_iter):
-        z, _ = np.linalg.qr(m.T @ q)
-        q, _ = np.linalg.qr(m @ z)
-    b = np.asarray((m.T @ q).T)
-    ub, s, _ = np.linalg.svd(b, full_matrices=False)
-    u = fix_signs(q @ ub[:, :k_eff])
-    return u, s[:k_eff]
-
-
 def embedding_from_svd(u: np.ndarray, s: np.ndarray, dim: int) -> np.ndarray:
+    """``U sqrt(S)`` row-normalised, zero-padded to ``dim`` columns (graphs smaller than dim)."""
     emb = u * np.sqrt(s)
-    if emb.shape[1] < dim:  # subgraph smaller than dim: pad with zero coordinates
+    if emb.shape[1] < dim:
         emb = np.hstack([emb, np.zeros((emb.shape[0], dim - emb.shape[1]))])
     return row_normalize_l2(emb)
 
 
-def sparse_factorization(
-    adj: sp.csr_matrix,
-    dim: int,
-    svd_iterations: int,
-    rng: np.random.Generator,
-    omega: np.ndarray | None = None,
-) -> np.ndarray:
-    """ProNE step 1: the initial embedding from the factorised sparse PMI-like matrix."""
-    n = adj.shape[0]
-    transition = _row_normalize_l1(adj)
-    neg = np.asarray(transition.sum(axis=0)).ravel() ** 0.75
-    total = neg.sum()
-    neg = neg / total if total > 0 else neg
-    mask = adj.copy()
-    mask.data = np.ones_like(mask.data)
-    neg_m = sp.csr_matrix(mask @ sp.diags(neg))
-    transition.data[transition.data <= 0] = 1.0
-    neg_m.data[neg_m.data <= 0] = 1.0
-    transition.data = np.log(transition.data)
-    neg_m.data = np.log(neg_m.data)
-    f = sp.csr_matrix(transition - neg_m)
-    if n == 0:
-        return np.zeros((0, dim))
-    u, s = randomized_svd(f, dim, svd_iterations, rng, omega)
-    return embedding_from_svd(u, s, dim)
+# Row-wise steps. ``s`` is the state, ``mv`` the product, ``deg`` the weighted degree.
+def _set(s: np.ndarray, mv: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    return mv
 
 
-def spectral_propagation(
-    adj: sp.csr_matrix,
-    x: np.ndarray,
-    order: int,
-    mu: float,
-    theta: float,
-    dim: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """ProNE step 2: filter ``x`` by a Chebyshev band-pass of the normalised Laplacian."""
-    n = adj.shape[0]
-    if order <= 1 or n == 0:
-        return x
-    a_hat = sp.csr_matrix(sp.eye(n) + adj)
-    lap = sp.eye(n) - _row_normalize_l1(a_hat)
-    m = sp.csr_matrix(lap - mu * sp.eye(n))
-    lx0 = x
-    lx1 = m @ x
-    lx1 = 0.5 * (m @ lx1) - x
-    conv = iv(0, theta) * lx0 - 2 * iv(1, theta) * lx1
-    for i in range(2, order):
-        lx2 = m @ lx1
-        lx2 = (m @ lx2 - 2 * lx1) - lx0
-        conv = conv + (2 if i % 2 == 0 else -2) * iv(i, theta) * lx2
-        lx0, lx1 = lx1, lx2
-    mm = a_hat @ (x - conv)
-    u, s = randomized_svd(np.asarray(mm), dim, 2, rng)
-    return embedding_from_svd(u, s, dim)
+def _keep_and_append(keep: int, s: np.ndarray, mv: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    return np.hstack([s[:, :keep], mv])
 
 
-def prone(
-    adj: sp.csr_matrix,
-    dim: int,
-    order: int = 10,
-    mu: float = 0.2,
-    theta: float = 0.5,
-    svd_iterations: int = 5,
-    seed: int = 0,
-    ids: np.ndarray | None = None,
-) -> np.ndarray:
-    """Embed a symmetric weighted adjacency matrix with ProNE.
+def _laplacian(mu: float, v: np.ndarray, av: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    """``(L - mu I) v`` with ``L = I - D^-1 (I + A)`` and ``D = 1 + deg``."""
+    inv = (1.0 / (1.0 + deg)).astype(v.dtype)[:, None]
+    return (1.0 - mu) * v - (v + av) * inv
 
-    Args:
-        adj: ``(n, n)`` symmetric adjacency, no self-loops needed.
-        dim: output dimension; subgraphs with fewer than ``dim`` nodes get zero-padded vectors.
-        order, mu, theta: the spectral filter (ProNE's defaults are 10, 0.2, 0.5).
-        svd_iterations: power iterations of the randomized SVD.
-        seed: seeds every random draw.
-        ids: node ids of the rows; if given, the randomized SVD's test matrix is drawn per id
-            (:func:`id_gaussian`), as the exchange fusion draws it.
 
-    Returns:
-        ``(n, dim)`` float32 array of L2-normalised rows (zero rows for isolated nodes).
+# The Chebyshev state is four blocks of ``d`` columns (x, lx0, lx1, conv); a half step adds a
+# fifth (M lx1), which the full step folds back, and the last full step leaves x - conv there.
+def _cheb_first(d: int, mu: float, s, mv, deg):
+    x = s[:, :d]
+    lx1 = _laplacian(mu, x, mv, deg)
+    return np.hstack([x, x, lx1, np.zeros_like(x)])
 
-    Example:
-        >>> import networkx as nx
-        >>> a = nx.to_scipy_sparse_array(nx.karate_club_graph(), format="csr")
-        >>> prone(sp.csr_matrix(a), dim=8).shape
-        (34, 8)
-    """
-    adj = sp.csr_matrix(adj, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    omega = None
-    if ids is not None:
-        n = adj.shape[0]
-        omega = id_gaussian(ids, min(min(dim, n) + 10, n), seed)
-    x = sparse_factorization(adj, dim, svd_iterations, rng, omega)
-    x = spectral_propagation(adj, x, order, mu, theta, dim, rng)
-    return np.ascontiguousarray(x, dtype=np.float32)
+
+def _cheb_second(d: int, mu: float, theta: float, s, mv, deg):
+    x, lx0, lx1 = s[:, :d], s[:, d : 2 * d], s[:, 2 * d : 3 * d]
+    lx1 = 0.5 * _laplacian(mu, lx1, mv, deg) - x
+    conv = float(iv(0, theta)) * lx0 - 2 * float(iv(1, theta)) * lx1
+    return np.hstack([x, lx0, lx1, conv])
+
+
+def _cheb_half(d: int, mu: float, s, mv, deg):
+    lx1 = s[:, 2 * d : 3 * d]
+    return np.hstack([s[:, : 4 * d], _laplacian(mu, lx1, mv, deg)])
+
+
+def _cheb_full(d: int, mu: float, coef: float, last: bool, s, mv, deg):
+    x, lx0, lx1, conv, half = (s[:, i * d : (i + 1) * d] for i in range(5))
+    lx2 = _laplacian(mu, half, mv, deg) - 2 * lx1 - lx0
+    conv = conv + coef * lx2
+    if last:  # only x - conv is read from here on
+        return x - conv
+    return np.hstack([x, lx1, lx2, conv])
+
+
+def _a_hat(s, mv, deg):
+    """``A_hat y = y + A y`` for the state ``y``."""
+    return s + mv
+
+
+def _finish(t: np.ndarray, signs: np.ndarray, sv: np.ndarray, dim: int, width: int):
+    def step(x: np.ndarray) -> np.ndarray:
+        u = (x[:, :width].astype(np.float64) @ t) * signs
+        return embedding_from_svd(u, sv, dim)
+
+    return step
+
+
+class Prone:
+    """ProNE with the settings of ``embedding.*``; ``seed`` draws the randomized SVD's basis."""
+
+    values = ("w", "f", "ft")
+
+    def __init__(self, cfg: EmbeddingConfig, seed: int):
+        self.dim = cfg.dim
+        self.order = cfg.order
+        self.mu = cfg.mu
+        self.theta = cfg.theta
+        self.svd_iterations = cfg.svd_iterations
+        self.seed = seed
+
+    @staticmethod
+    def edge_values(directed: DataFrame, keys: Sequence[str]) -> DataFrame:
+        """``*keys, r, c, w, f, ft``: the adjacency weight, ``F[r, c]`` and ``F[c, r]``."""
+        k = list(keys)
+        degree = directed.groupBy(*k, "r").agg(F.sum("weight").alias("deg"))
+        trans = directed.join(degree, [*k, "r"]).select(
+            *k, "r", "c", "weight", (F.col("weight") / F.col("deg")).alias("t")
+        )
+        colsum = trans.groupBy(*k, "c").agg(F.pow(F.sum("t"), 0.75).alias("neg"))
+        total = colsum.groupBy(*k).agg(F.log(F.sum("neg")).alias("ltotal"))
+        with_total = colsum.join(total, k) if k else colsum.crossJoin(F.broadcast(total))
+        lneg = with_total.select(*k, "c", (F.log("neg") - F.col("ltotal")).alias("lneg"))
+        f = trans.join(lneg, [*k, "c"]).select(
+            *k, "r", "c", "weight", (F.log("t") - F.col("lneg")).alias("f")
+        )
+        ft = f.select(*k, F.col("c").alias("r"), F.col("r").alias("c"), F.col("f").alias("ft"))
+        return f.join(ft, [*k, "r", "c"]).select(
+            *k, "r", "c", F.col("weight").alias("w"), "f", "ft"
+        )
+
+    def products(self) -> int:
+        return 2 * self.svd_iterations + 2 + (2 * self.order - 1 if self.order > 1 else 0)
+
+    def state_width(self) -> int:
+        return max(2 * (self.dim + 10), 5 * self.dim)
+
+    def run(self, backend: Backend) -> None:
+        self.sparse_factorization(backend)
+        self.spectral_propagation(backend)
+
+    def sparse_factorization(self, be: Backend) -> None:
+        """Step 1: the state becomes the initial embedding (``dim`` columns)."""
+        k = min(self.dim, be.n)
+        p = min(k + 10, be.n)
+        block = (0, p)
+        g = be.product(Product("f", None, _set, omega=p, seed=self.seed), block)  # Y = F Omega
+        t = whitening(be, 0, p, passes=1 if self.svd_iterations else 2, gram=g)
+        for i in range(self.svd_iterations):
+            g = be.product(Product("ft", block, _set, pre=t), block)  # Z = F^T Q
+            t = whitening(be, 0, p, passes=1, gram=g)
+            g = be.product(Product("f", block, _set, pre=t), block)  # Q = F Z
+            t = whitening(be, 0, p, passes=2 if i == self.svd_iterations - 1 else 1, gram=g)
+        # State [Q (un-whitened), F^T Q]; B = (F^T Q)^T, its left singular vectors U_b.
+        g = be.product(Product("ft", block, partial(_keep_and_append, p), pre=t), (p, p))
+        ub, sv = top_pairs(g, k)
+        signs = be.column_signs(0, p, t @ ub)
+        be.map_rows(_finish(t @ ub, signs, sv, self.dim, p))
+
+    def spectral_propagation(self, be: Backend) -> None:
+        """Step 2: the Chebyshev band-pass filter, then an exact SVD of ``A_hat (x - conv)``."""
+        d, mu, theta, order = self.dim, self.mu, self.theta, self.order
+        if order <= 1:
+            return
+        be.product(Product("w", (0, d), partial(_cheb_first, d, mu)))
+        be.product(Product("w", (2 * d, d), partial(_cheb_second, d, mu, theta)))
+        if order == 2:
+            be.map_rows(lambda s: s[:, :d] - s[:, 3 * d : 4 * d])
+        for i in range(2, order):
+            be.product(Product("w", (2 * d, d), partial(_cheb_half, d, mu)))
+            coef = (2 if i % 2 == 0 else -2) * float(iv(i, theta))
+            step = partial(_cheb_full, d, mu, coef, i == order - 1)
+            be.product(Product("w", (4 * d, d), step))
+        # The state is now x - conv (d columns): mm = A_hat (x - conv).
+        g = be.product(Product("w", (0, d), _a_hat), (0, d))
+        # mm has d columns: its randomized SVD with p = d is its exact SVD. Q = mm T, then
+        # B = Q^T mm = T^T G, with G = mm^T mm; svd(B) = U_b S V^T; u = Q U_b.
+        k = min(d, be.n)
+        t = whitening(be, 0, d, gram=g)
+        ub, sv, _ = np.linalg.svd(t.T @ g, full_matrices=False)
+        ub, sv = ub[:, :k], sv[:k]
+        signs = be.column_signs(0, d, t @ ub)
+        be.map_rows(_finish(t @ ub, signs, sv, d, d))

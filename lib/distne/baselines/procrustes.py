@@ -1,4 +1,4 @@
-"""Fuse: one vector per node, in one coordinate system, at linear cost.
+"""Procrustes fusion (a baseline): per-subgraph vectors rotated into one frame, level by level.
 
 Every subgraph is embedded in a frame of its own (an embedding is defined only up to a
 rotation). Border nodes belong to a subgraph at level ``l`` *and* to the border subgraph at
@@ -29,21 +29,12 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from distne.config import Config, FusionMethod
-from distne.embed import arrow_to_vectors, vectors_to_arrow
+from distne.config import Config, RunMode
 from distne.embedders.prone import row_normalize_l2
+from distne.graph import VECTORS_SCHEMA, arrow_to_vectors, vectors_to_arrow
 from distne.partition import Partitioning
 from distne.sparkutil import cut_lineage
-
-FUSED_SCHEMA = T.StructType(
-    [
-        T.StructField("id", T.LongType(), False),
-        T.StructField("part", T.LongType(), False),
-        T.StructField("vec", T.ArrayType(T.FloatType(), False), False),
-    ]
-)
 
 
 def procrustes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -109,13 +100,13 @@ def fuse(vectors: DataFrame, partitioning: Partitioning, config: Config) -> Data
     """
     dim = config.embedding.dim
     top = len(partitioning.levels) - 1
-    if config.fusion.method is FusionMethod.LEAF_ONLY:
+    if config.run.mode is RunMode.LEAF_ONLY:
         top = 0
     fused = (
         vectors.where(F.col("level") == top)
         .select("id", "part", "vec")
         .groupBy("part")
-        .applyInArrow(_normalize_udf(dim), FUSED_SCHEMA)
+        .applyInArrow(_normalize_udf(dim), VECTORS_SCHEMA)
     )
     # Each level reads the one above twice (join keys and vectors): cut the plan per level.
     fused = cut_lineage(fused, config.runtime)
@@ -126,7 +117,7 @@ def fuse(vectors: DataFrame, partitioning: Partitioning, config: Config) -> Data
             .select("id", "part", "vec")
             .join(upper, "id", "left")
             .groupBy("part")
-            .applyInArrow(make_align_udf(dim), FUSED_SCHEMA)
+            .applyInArrow(make_align_udf(dim), VECTORS_SCHEMA)
         )
         fused = cut_lineage(fused, config.runtime)
     return fused

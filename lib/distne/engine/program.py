@@ -1,0 +1,259 @@
+"""The engine's vocabulary: what an embedder program may ask of a backend.
+
+An embedder is written once, as a *program* over an ``n x width`` float32 state (one row per
+node) using four kinds of step, all of which split over a node partition exactly:
+
+- a *sparse product* (:class:`Product`): ``Z = M V`` with ``M`` one of the graph's matrices,
+  given per edge by the program (:meth:`Program.edge_values`), and ``V`` a column block of the
+  state (optionally times a small matrix) or the id-drawn random basis (:func:`id_gaussian`);
+  a row-wise ``step`` turns ``(state, Z, degree)`` into the new state. Row ``r`` of ``Z`` needs
+  ``V`` at ``r``'s neighbours only;
+- a *reduction* to a small matrix: the Gram matrix of a column block (:meth:`Backend.gram`),
+  or the sign of each column's largest entry (:meth:`Backend.column_signs`), in float64;
+- a *row-wise map* with small matrices (:meth:`Backend.map_rows`);
+- the *id-drawn basis*: row ``i`` depends on ``(seed, id_i)`` alone, so pieces of one product
+  computed on different machines agree.
+
+Two backends run programs: :mod:`distne.engine.local` (the whole graph, or one subgraph, in
+one Python worker) and :mod:`distne.engine.exchange` (the rows spread over leaf subgraphs,
+exchanging border rows). Both call the per-leaf functions of this module, so a program gives
+the same vectors on either (tests check it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+from pyspark.sql import DataFrame
+
+# The state, the halo and the sparse matrices are float32 (half the memory and shuffle of
+# float64); reductions and the small matrices derived from them are float64.
+DTYPE = np.float32
+
+Step = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Product:
+    """One sparse product: the new state is ``step(state, M V, degree)``.
+
+    Attributes:
+        value: which per-edge value is ``M`` (a name in the program's ``values``).
+        block: ``(start, width)`` of the state columns that ``V`` is, or None for the id-drawn
+            Gaussian basis of width ``omega`` (drawn with ``seed``).
+        step: ``step(state, mv, degree) -> new state``, row-wise.
+        pre: a small matrix applied to the block before the product (an orthonormalisation).
+    """
+
+    value: str
+    block: tuple[int, int] | None
+    step: Step
+    pre: np.ndarray | None = None
+    omega: int = 0
+    seed: int = 0
+
+
+class Backend(Protocol):
+    """Where a program's state lives; see the module docstring for what each call means."""
+
+    n: int
+
+    def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Apply ``op``; return the Gram matrix of the new state's columns ``gram`` if asked."""
+        ...
+
+    def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray: ...
+
+    def column_signs(self, start: int, width: int, pre: np.ndarray) -> np.ndarray: ...
+
+    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None: ...
+
+
+class Program(Protocol):
+    """An embedder written once. ``run`` leaves the vectors in state columns ``[0, dim)``."""
+
+    values: tuple[str, ...]
+    dim: int
+
+    @staticmethod
+    def edge_values(directed: DataFrame, keys: Sequence[str]) -> DataFrame:
+        """Per directed edge: ``*keys, r, c`` and one column per name in ``values``.
+
+        ``directed`` holds ``*keys, r, c, weight`` with both orientations of every edge; graphs
+        with different ``keys`` are separate graphs (the baselines embed many at once).
+        """
+        ...
+
+    def products(self) -> int:
+        """How many sparse products :meth:`run` makes (for progress reports)."""
+        ...
+
+    def state_width(self) -> int:
+        """The widest state :meth:`run` keeps, in columns (for memory estimates)."""
+        ...
+
+    def run(self, backend: Backend) -> None: ...
+
+
+@dataclass
+class LeafBlock:
+    """One leaf's rows of every sparse matrix, built once and kept where the leaf lives.
+
+    ``own`` are the leaf's node ids (sorted), ``halo`` the ids of its neighbours in other
+    leaves (sorted) and ``halo_part`` their leaves. ``matrices[value]`` is the leaf's
+    ``len(own) x (len(own) + len(halo))`` CSR block of that value (columns: own, then halo);
+    ``degree`` the weighted degree of each own row.
+    """
+
+    own: np.ndarray
+    halo: np.ndarray
+    halo_part: np.ndarray
+    degree: np.ndarray
+    matrices: dict[str, sp.csr_matrix] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> np.ndarray:
+        return np.concatenate([self.own, self.halo])
+
+
+def build_block(
+    part: int,
+    own: np.ndarray,
+    r_ids: np.ndarray,
+    c_ids: np.ndarray,
+    c_part: np.ndarray | None,
+    values: dict[str, np.ndarray],
+    weight: np.ndarray,
+) -> LeafBlock:
+    """A :class:`LeafBlock` from a leaf's nodes and its out-edges ``r_ids -> c_ids``.
+
+    ``c_part`` is the leaf of each edge's column node (None: every column is inside).
+    """
+    own = np.sort(np.asarray(own, dtype=np.int64))
+    if c_part is None:
+        outside = np.zeros(len(c_ids), dtype=bool)
+        c_part = np.full(len(c_ids), part, dtype=np.int64)
+    else:
+        outside = c_part != part
+    halo, first = np.unique(c_ids[outside], return_index=True)
+    halo_part = c_part[outside][first]
+    cols = np.concatenate([own, halo])
+    order = np.argsort(cols, kind="stable")
+    c = order[np.searchsorted(cols[order], c_ids)]
+    r = np.searchsorted(own, r_ids)
+    shape = (len(own), len(cols))
+    matrices = {
+        name: sp.csr_matrix((v.astype(DTYPE), (r, c)), shape=shape) for name, v in values.items()
+    }
+    degree = np.bincount(r, weights=weight, minlength=len(own)).astype(np.float64)
+    return LeafBlock(own=own, halo=halo, halo_part=halo_part, degree=degree, matrices=matrices)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, element-wise on uint64 (wrapping arithmetic)."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def id_gaussian(ids: np.ndarray, cols: int, seed: int) -> np.ndarray:
+    """Row ``i`` is ``cols`` standard normal draws determined by ``(seed, ids[i])`` alone.
+
+    A random basis drawn this way is the same whichever machine computes which rows, so pieces
+    of one product computed apart agree.
+    """
+    with np.errstate(over="ignore"):
+        key = _splitmix64(np.array([seed], dtype=np.uint64))
+        base = _splitmix64(np.asarray(ids, dtype=np.int64).astype(np.uint64) ^ key)
+        j = np.arange(cols, dtype=np.uint64) * np.uint64(2)
+        h1 = _splitmix64(base[:, None] + j)
+        h2 = _splitmix64(base[:, None] + j + np.uint64(1))
+    u1 = ((h1 >> np.uint64(11)).astype(np.float64) + 1.0) * 2.0**-53  # (0, 1]
+    u2 = (h2 >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+def leaf_product(
+    op: Product, leaf: LeafBlock, x: np.ndarray, halo: np.ndarray | None
+) -> np.ndarray:
+    """One leaf's rows of ``op``: ``x`` its state rows, ``halo`` the block's rows at its halo."""
+    if op.block is None:
+        v = id_gaussian(leaf.columns, op.omega, op.seed).astype(DTYPE)
+    else:
+        start, width = op.block
+        v = x[:, start : start + width]
+        if len(leaf.halo):
+            v = np.vstack([v, halo if halo is not None else np.zeros((len(leaf.halo), width))])
+        if op.pre is not None:
+            v = v @ op.pre
+        v = np.asarray(v, dtype=DTYPE)
+    mv = np.asarray(leaf.matrices[op.value] @ v)
+    return np.ascontiguousarray(op.step(x, mv, leaf.degree), dtype=DTYPE)
+
+
+def gram_of(block: tuple[int, int], pre: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+    """``B^T B`` in float64 for the columns ``block`` of ``x`` (times ``pre`` if given)."""
+    b = x[:, block[0] : block[0] + block[1]].astype(np.float64)
+    if pre is not None:
+        b = b @ pre
+    return b.T @ b
+
+
+def column_tops(start: int, width: int, pre: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+    """Each column's largest-magnitude entry of ``x[:, block] @ pre`` (None for no rows)."""
+    if not len(x):
+        return None
+    u = x[:, start : start + width].astype(np.float64) @ pre
+    return u[np.argmax(np.abs(u), axis=0), np.arange(u.shape[1])]
+
+
+def signs_of(tops: Iterable[np.ndarray | None]) -> np.ndarray:
+    """Column signs from partial :func:`column_tops`: the sign of the overall largest entry.
+
+    An SVD is defined up to the sign of each singular vector; pinning it this way makes equal
+    inputs give equal outputs across machines and BLAS builds.
+    """
+    stack = np.array([t for t in tops if t is not None])
+    winner = stack[np.argmax(np.abs(stack), axis=0), np.arange(stack.shape[1])]
+    signs = np.sign(winner)
+    signs[signs == 0] = 1.0
+    return signs
+
+
+def inverse_sqrt(g: np.ndarray) -> np.ndarray:
+    """``G^{-1/2}`` of a symmetric positive semi-definite matrix, tiny eigenvalues floored."""
+    vals, vecs = np.linalg.eigh((g + g.T) / 2)
+    floor = max(vals.max(), 1e-300) * 1e-13
+    return vecs @ np.diag(1.0 / np.sqrt(np.maximum(vals, floor))) @ vecs.T
+
+
+def whitening(
+    backend: Backend, start: int, width: int, passes: int = 2, gram: np.ndarray | None = None
+) -> np.ndarray:
+    """A matrix ``T`` such that the block times ``T`` has orthonormal columns.
+
+    One pass (a Gram matrix and its inverse square root) already spans the same subspace,
+    which is all a power iteration needs; a second pass restores orthonormality to working
+    precision where it matters (before an SVD). ``gram``, if given, is the block's Gram
+    matrix, already computed.
+    """
+    g = backend.gram(start, width) if gram is None else gram
+    t = inverse_sqrt(g)
+    for _ in range(passes - 1):
+        t = t @ inverse_sqrt(backend.gram(start, width, t))
+    return t
+
+
+def top_pairs(g: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """From ``G = B B^T``: the top ``k`` left singular vectors of ``B`` and singular values."""
+    vals, vecs = np.linalg.eigh((g + g.T) / 2)
+    order = np.argsort(vals)[::-1][:k]
+    return vecs[:, order], np.sqrt(np.maximum(vals[order], 0.0))
