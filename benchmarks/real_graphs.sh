@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Whole-graph vs partitioned runs (exchange, procrustes, leaf_only fusion) of the same embedder
-# on the real graphs in ../shared/data,
+# Whole-graph (run.mode=local) vs partitioned runs (exchange, and the procrustes and leaf_only
+# baselines) of the same embedder on the real graphs in ../shared/data,
 # following the quality protocol of shared/DESIGN.md. Prints each run's summary and evaluate's
 # JSON; the figures in issue notes come from this script.
 #
 #   bash benchmarks/real_graphs.sh [OUT_DIR] [GRAPH ...]     # default: all four graphs
+#   MODES="exchange whole" bash benchmarks/real_graphs.sh ...  # a subset of the runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/distne-bench}; shift || true
@@ -21,13 +22,13 @@ for g in "${GRAPHS[@]}"; do
   w="$OUT/$g"; rm -rf "$w"; mkdir -p "$w"
   echo "=== $g: split (10% held out)"
   $D split --input "$DATA/${EDGES[$g]}" --train "$w/train" --test "$w/test" 2>/dev/null
-  # whole: the plain embedder on the graph as one piece; then the three fusions over the same
-  # leaves (the level-0 partition does not depend on the fusion). Every run is scored on the
-  # cross pairs of the exchange run's leaves.
-  for mode in exchange whole procrustes leaf_only; do
+  # whole: the local backend on the graph as one piece, with its own random draws (another
+  # seed); then the exchange and the two baselines over the same leaves (the level-0 partition
+  # does not depend on the mode). Every run is scored on the cross pairs of the exchange run.
+  for mode in ${MODES:-exchange whole procrustes leaf_only}; do
     case $mode in
-      whole) sets=(--set partition.max_nodes=100000000 --set fusion.method=leaf_only) ;;
-      *) sets=(--set "partition.max_nodes=${MAXN[$g]}" --set "fusion.method=$mode") ;;
+      whole) sets=(--set run.mode=local --set seed=7) ;;
+      *) sets=(--set "partition.max_nodes=${MAXN[$g]}" --set "run.mode=$mode") ;;
     esac
     echo "=== $g: run $mode"
     $D run --input "$w/train" --output "$w/$mode" "${sets[@]}" --set runtime.progress=false 2>/dev/null

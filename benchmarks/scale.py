@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PEER_PACKAGES = ["nodevectors==0.2.0"]
+# 0.1.23: the newest release for Python 3.11 (0.2.0 requires 3.12).
+PEER_PACKAGES = ["nodevectors==0.1.23"]
 PEER_SCRIPT = """
 import json, sys, time
 t0 = time.time()
@@ -116,7 +117,7 @@ def _peak(samples: list[tuple[float, int]], start: float = 0.0, end: float = mat
 def _shuffle_by_time(event_dir: Path) -> list[tuple[float, int]]:
     """(task finish time in epoch seconds, shuffle bytes written) from Spark's event log."""
     out = []
-    for path in glob.glob(str(event_dir / "*")):
+    for path in glob.glob(str(event_dir / "**" / "events_*"), recursive=True):
         with open(path) as f:
             for line in f:
                 if '"SparkListenerTaskEnd"' not in line:
@@ -172,10 +173,12 @@ e.select("src", "dst").write.mode("overwrite").option("sep", "\\t").csv("{folder
 
 def peer_python(work: Path) -> str:
     venv = work / "peer-venv"
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    stamp = venv / "installed.txt"
+    if not stamp.exists() or stamp.read_text() != " ".join(PEER_PACKAGES):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
         subprocess.run([*pip, *PEER_PACKAGES], check=True)
+        stamp.write_text(" ".join(PEER_PACKAGES))
     return str(venv / "bin" / "python")
 
 
@@ -188,6 +191,7 @@ def run_distne(tsv: Path, work: Path, overrides: list[str]) -> dict:
     cmd = [str(ROOT / ".venv" / "bin" / "distne"), "run", "--input", str(tsv), "--output"]
     cmd += [str(out), "--json", "--set", "spark.conf.spark.eventLog.enabled=true"]
     cmd += ["--set", f"spark.conf.spark.eventLog.dir=file://{events}"]
+    cmd += ["--set", "spark.conf.spark.eventLog.compress=false"]
     for o in overrides:
         cmd += ["--set", o]
     start = time.time()

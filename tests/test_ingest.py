@@ -104,9 +104,32 @@ def test_non_positive_weights_and_empty_endpoints_are_named(spark, tmp_path):
     spark.createDataFrame(
         [(1, 2, 1.0), (2, 3, -1.0)], "src long, dst long, w double"
     ).write.parquet(str(tmp_path / "neg"))
-    with pytest.raises(InputError, match=r"weights must be positive; found \('2', '3', -1.0\)"):
+    with pytest.raises(
+        InputError, match=r"weights must be positive finite numbers; found \('2', '3', -1.0\)"
+    ):
         ingest(spark, _input(tmp_path / "neg", "input.weight_col=w"))
     f = tmp_path / "holes.csv"
     f.write_text("src,dst\n1,2\n,3\n")
     with pytest.raises(InputError, match="found empty endpoints"):
         ingest(spark, _input(f))
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-2"])
+def test_weights_that_are_not_positive_finite_numbers_are_named(spark, tmp_path, bad):
+    f = tmp_path / "w.txt"
+    f.write_text(f"1 2 0.5\n2 3 {bad}\n")
+    with pytest.raises(InputError, match=f"positive finite numbers; found '2 3 {bad}'"):
+        ingest(spark, _input(f, "input.weight_col=w"))
+
+
+def test_dense_ids_follow_the_sort_order_across_partitions(spark, tmp_path):
+    # Many input files, shuffled rows: ids must still be 0..n-1 in the order of the user's ids.
+    names = [f"n{i:04d}" for i in range(500)]
+    rows = [(names[i], names[(i * 37 + 11) % 500]) for i in range(500)]
+    spark.createDataFrame(rows, "src string, dst string").repartition(7).write.parquet(
+        str(tmp_path / "p")
+    )
+    g = ingest(spark, _input(tmp_path / "p"))
+    got = sorted((r["id"], r["node_id"]) for r in g.nodes.collect())
+    used = sorted({a for a, b in rows if a != b} | {b for a, b in rows if a != b})
+    assert got == list(enumerate(used))

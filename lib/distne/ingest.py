@@ -53,56 +53,50 @@ def detect_format(path: str) -> InputFormat:
 def dense_index(node_ids: DataFrame, key_type: T.DataType, index_col: str) -> DataFrame:
     """``index_col`` (long, 0..n-1) and ``node_id`` for the distinct ``node_id`` values.
 
-    zipWithIndex after a sort: dense, deterministic ids without a single-partition window.
+    Dense, deterministic ids in the sort order of the ids, computed in the JVM: the sorted ids
+    are materialised once with ``monotonically_increasing_id`` (partition index in the high
+    bits, row within the partition in the low 33), and each partition's offset comes from its
+    row count (one small row per partition to the driver). No single-partition window and no
+    Python round trip per node.
     """
-    ordered = node_ids.select("node_id").distinct().orderBy("node_id")
-    schema = T.StructType(
-        [T.StructField(index_col, T.LongType(), False), T.StructField("node_id", key_type, False)]
+    spark = node_ids.sparkSession
+    ordered = (
+        node_ids.select(F.col("node_id").cast(key_type).alias("node_id"))
+        .distinct()
+        .orderBy("node_id")
+        .select("node_id", F.monotonically_increasing_id().alias("_m"))
+        .localCheckpoint(eager=True)
     )
-    return node_ids.sparkSession.createDataFrame(
-        ordered.rdd.zipWithIndex().map(lambda r: (r[1], r[0][0])), schema
+    part = F.shiftright(F.col("_m"), 33)
+    counts = sorted(
+        (int(r["_p"]), int(r["n"]))
+        for r in ordered.groupBy(part.alias("_p")).agg(F.count("*").alias("n")).collect()
     )
-
-
-def _reject_rows(df: DataFrame, bad: Column, message: str, show: str | None = None) -> None:
-    """Raise ``InputError(message + examples)`` if any row matches ``bad`` (3 shown at most)."""
-    rows = df.where(bad).limit(3).collect()
-    if rows:
-        found = "; ".join(repr(r[show]) if show else repr(tuple(r)) for r in rows)
-        raise InputError(f"{message} {found}.")
+    offsets, total = [], 0
+    for p, n in counts:
+        offsets.append((p, total))
+        total += n
+    table = spark.createDataFrame(offsets or [(0, 0)], "_p long, _off long")
+    low = F.col("_m").bitwiseAND(F.lit((1 << 33) - 1))
+    return ordered.join(F.broadcast(table), part == F.col("_p")).select(
+        (F.col("_off") + low).alias(index_col), "node_id"
+    )
 
 
 def _read_text(spark: SparkSession, path: str, cfg: InputConfig) -> DataFrame:
+    """``src, dst`` (strings), ``weight`` (double, null if unparsable), ``_line``, ``_n``."""
     lines = spark.read.text(path)
     stripped = F.trim(F.col("value"))
     body = lines.where((F.length(stripped) > 0) & ~stripped.startswith(cfg.comment))
     tokens = F.split(stripped, r"[\s,]+")
-    parsed = body.select(
-        F.col("value").alias("_line"),
-        F.size(tokens).alias("_n"),
+    weight = F.get(tokens, 2).try_cast("double") if cfg.weight_col else F.lit(1.0)
+    return body.select(
         F.get(tokens, 0).alias("src"),
         F.get(tokens, 1).alias("dst"),
-        F.get(tokens, 2).alias("_w"),
+        weight.alias("weight"),
+        F.col("value").alias("_line"),
+        F.size(tokens).alias("_n"),
     )
-    need = 3 if cfg.weight_col else 2
-    _reject_rows(
-        parsed,
-        F.col("_n") < need,
-        f"input {path!r}: expected text lines 'src dst{' weight' if cfg.weight_col else ''}' "
-        f"separated by whitespace, tab or comma (comments start with {cfg.comment!r}); "
-        f"found lines with too few fields, e.g.",
-        show="_line",
-    )
-    weight = F.col("_w").try_cast("double") if cfg.weight_col else F.lit(1.0)
-    out = parsed.select("src", "dst", weight.alias("weight"), "_line")
-    if cfg.weight_col:
-        _reject_rows(
-            out,
-            F.col("weight").isNull(),
-            f"input {path!r}: expected a numeric weight in the third field; found",
-            show="_line",
-        )
-    return out.drop("_line")
 
 
 def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputConfig) -> DataFrame:
@@ -130,79 +124,123 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
             f"Set input.src_col / input.dst_col / input.weight_col to the names in the data."
         )
     weight = F.col(cfg.weight_col).try_cast("double") if cfg.weight_col else F.lit(1.0)
-    out = df.select(
+    return df.select(
         F.col(cfg.src_col).cast("string").alias("src"),
         F.col(cfg.dst_col).cast("string").alias("dst"),
         weight.alias("weight"),
     )
-    if cfg.weight_col:
-        _reject_rows(
-            out,
-            F.col("weight").isNull(),
-            f"input {path!r}: column {cfg.weight_col!r} must hold numbers; found null or "
-            f"non-numeric values in rows like",
+
+
+_INTEGER = r"^-?[0-9]{1,18}$"
+
+
+def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> IdType:
+    """Every check of the rows in one aggregate (one pass over the input); the id type.
+
+    Raises :class:`InputError` for the first failed check, in the order below, with an example
+    row: short text lines, unparsable weights, empty endpoints, weights that are not positive
+    finite numbers, non-integer ids under ``input.id_type=long``, and no edge between two
+    different nodes.
+    """
+    path = cfg.path
+    w = F.col("weight")
+    example = F.col("_line") if text else F.struct("src", "dst", "weight")
+    checks: list[tuple[Column, str]] = []
+    if text:
+        need = 3 if cfg.weight_col else 2
+        checks.append(
+            (
+                F.col("_n") < need,
+                f"input {path!r}: expected text lines 'src dst{' weight' if cfg.weight_col else ''}"
+                f"' separated by whitespace, tab or comma (comments start with {cfg.comment!r}); "
+                f"found lines with too few fields, e.g.",
+            )
         )
-    return out
+    if cfg.weight_col:
+        checks.append(
+            (
+                w.isNull(),
+                f"input {path!r}: expected a numeric weight in the third field; found"
+                if text
+                else f"input {path!r}: column {cfg.weight_col!r} must hold numbers; found null "
+                f"or non-numeric values in rows like",
+            )
+        )
+    empty = F.col("src").isNull() | F.col("dst").isNull() | (F.col("src") == "")
+    checks.append(
+        (
+            empty | (F.col("dst") == ""),
+            f"input {path!r}: expected a node id in both endpoint columns; found empty "
+            f"endpoints in rows like",
+        )
+    )
+    if cfg.weight_col:
+        checks.append(
+            (
+                (w <= 0) | F.isnan(w) | (w == float("inf")),
+                f"input {path!r}: edge weights must be positive finite numbers; found",
+            )
+        )
+    is_int = F.col("src").rlike(_INTEGER) & F.col("dst").rlike(_INTEGER)
+    src_l, dst_l = F.col("src").try_cast("long"), F.col("dst").try_cast("long")
+    distinct_ends = F.coalesce(src_l != dst_l, F.col("src") != F.col("dst"))
+    row = raw.agg(
+        *[
+            F.first(F.when(bad, example), ignorenulls=True).alias(f"c{i}")
+            for i, (bad, _) in enumerate(checks)
+        ],
+        F.count(F.when(~is_int, 1)).alias("non_int"),
+        F.count(F.when(distinct_ends, 1)).alias("pairs"),
+    ).first()
+    assert row is not None
+    for i, (_, message) in enumerate(checks):
+        found = row[f"c{i}"]
+        if found is not None:
+            shown = repr(found) if text else repr(tuple(found))
+            raise InputError(f"{message} {shown}.")
+    if cfg.id_type is IdType.LONG and row["non_int"]:
+        raise InputError(
+            f"input {path!r}: input.id_type=long but some ids are not integers; "
+            f"set input.id_type=string or auto."
+        )
+    if not row["pairs"]:
+        raise InputError(
+            f"input {path!r}: expected at least one edge between two different nodes; "
+            f"found none (empty input, only comments, or only self-loops)."
+        )
+    if cfg.id_type is not IdType.AUTO:
+        return cfg.id_type
+    return IdType.STRING if row["non_int"] else IdType.LONG
 
 
-def read_edges(spark: SparkSession, cfg: InputConfig) -> DataFrame:
-    """Raw edges as given: ``src``, ``dst`` (strings, the user's ids) and ``weight`` (double)."""
+def read_edges(spark: SparkSession, cfg: InputConfig) -> tuple[DataFrame, IdType]:
+    """Raw edges as given, validated in one pass: ``src``, ``dst`` (strings, the user's ids),
+    ``weight`` (double); and the type the ids have."""
     if not cfg.path:
         raise InputError("no input given: set --input PATH (or input.path in the config).")
     local = _local_paths(cfg.path)
     if local is not None and not local:
         raise InputError(f"input {cfg.path!r}: no such file, folder or glob match.")
     fmt = cfg.format if cfg.format is not InputFormat.AUTO else detect_format(cfg.path)
-    if fmt is InputFormat.TEXT:
-        raw = _read_text(spark, cfg.path, cfg)
-    else:
-        raw = _read_columns(spark, cfg.path, fmt, cfg)
-    empty = (
-        F.col("src").isNull() | F.col("dst").isNull() | (F.col("src") == "") | (F.col("dst") == "")
-    )
-    _reject_rows(
-        raw,
-        empty,
-        f"input {cfg.path!r}: expected a node id in both endpoint columns; found empty "
-        f"endpoints in rows like",
-    )
-    if cfg.weight_col:
-        _reject_rows(
-            raw, F.col("weight") <= 0, f"input {cfg.path!r}: edge weights must be positive; found"
-        )
-    return raw
+    text = fmt is InputFormat.TEXT
+    raw = _read_text(spark, cfg.path, cfg) if text else _read_columns(spark, cfg.path, fmt, cfg)
+    id_type = _validate(raw, cfg, text)
+    return raw.select("src", "dst", "weight"), id_type
 
 
-def _resolve_id_type(raw: DataFrame, cfg: InputConfig) -> IdType:
-    if cfg.id_type is not IdType.AUTO:
-        return cfg.id_type
-    is_long = F.col("v").rlike(r"^-?[0-9]{1,18}$")
-    ids = raw.select(F.col("src").alias("v")).union(raw.select(F.col("dst").alias("v")))
-    non_int = ids.where(~is_long).limit(1).count()
-    return IdType.STRING if non_int else IdType.LONG
-
-
-def build_graph(spark: SparkSession, raw: DataFrame, cfg: InputConfig) -> Graph:
-    """Clean raw edges and map the user's ids to dense longs ``0..n-1``.
+def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType) -> Graph:
+    """Clean validated raw edges and map the user's ids to dense longs ``0..n-1``.
 
     Self-loops are dropped; parallel edges collapse into one (their weights summed, so a
     weighted multigraph keeps its total weight); undirected graphs store ``src < dst``.
     Dense ids follow the sort order of the user's ids, so the same input gives the same ids.
     """
-    id_type = _resolve_id_type(raw, cfg)
     key_type = T.LongType() if id_type is IdType.LONG else T.StringType()
     typed = raw.select(
         F.col("src").try_cast(key_type).alias("src"),
         F.col("dst").try_cast(key_type).alias("dst"),
         "weight",
     )
-    if id_type is IdType.LONG:
-        bad = typed.where(F.col("src").isNull() | F.col("dst").isNull()).limit(1).count()
-        if bad:
-            raise InputError(
-                f"input {cfg.path!r}: input.id_type=long but some ids are not integers; "
-                f"set input.id_type=string or auto."
-            )
     nodes = dense_index(endpoints(typed, "node_id"), key_type, "id")
     m = nodes.select(F.col("node_id").alias("_k"), F.col("id").alias("_id"))
     edges = (
@@ -233,11 +271,5 @@ def ingest(spark: SparkSession, cfg: InputConfig) -> Graph:
         >>> g.edges.columns
         ['src', 'dst', 'weight']
     """
-    raw = read_edges(spark, cfg)
-    graph = build_graph(spark, raw, cfg)
-    if graph.edges.limit(1).count() == 0:
-        raise InputError(
-            f"input {cfg.path!r}: expected at least one edge between two different nodes; "
-            f"found none (empty input, only comments, or only self-loops)."
-        )
-    return graph
+    raw, id_type = read_edges(spark, cfg)
+    return build_graph(raw, cfg, id_type)

@@ -59,33 +59,33 @@ def _laplacian(mu: float, v: np.ndarray, av: np.ndarray, deg: np.ndarray) -> np.
     return (1.0 - mu) * v - (v + av) * inv
 
 
-# The Chebyshev state is four blocks of ``d`` columns (x, lx0, lx1, conv); a half step adds a
-# fifth (M lx1), which the full step folds back, and the last full step leaves x - conv there.
+# The Chebyshev state is three blocks of ``d`` columns: lx0, lx1 (the last two terms of the
+# recursion) and y = x - conv (the filtered signal so far, so x and conv need no blocks of
+# their own); a half step adds a fourth (M lx1), which the full step folds back.
 def _cheb_first(d: int, mu: float, s, mv, deg):
     x = s[:, :d]
-    lx1 = _laplacian(mu, x, mv, deg)
-    return np.hstack([x, x, lx1, np.zeros_like(x)])
+    return np.hstack([x, _laplacian(mu, x, mv, deg), x])
 
 
 def _cheb_second(d: int, mu: float, theta: float, s, mv, deg):
-    x, lx0, lx1 = s[:, :d], s[:, d : 2 * d], s[:, 2 * d : 3 * d]
-    lx1 = 0.5 * _laplacian(mu, lx1, mv, deg) - x
+    lx0, lx1, y = s[:, :d], s[:, d : 2 * d], s[:, 2 * d : 3 * d]
+    lx1 = 0.5 * _laplacian(mu, lx1, mv, deg) - lx0
     conv = float(iv(0, theta)) * lx0 - 2 * float(iv(1, theta)) * lx1
-    return np.hstack([x, lx0, lx1, conv])
+    return np.hstack([lx0, lx1, y - conv])
 
 
 def _cheb_half(d: int, mu: float, s, mv, deg):
-    lx1 = s[:, 2 * d : 3 * d]
-    return np.hstack([s[:, : 4 * d], _laplacian(mu, lx1, mv, deg)])
+    lx1 = s[:, d : 2 * d]
+    return np.hstack([s[:, : 3 * d], _laplacian(mu, lx1, mv, deg)])
 
 
 def _cheb_full(d: int, mu: float, coef: float, last: bool, s, mv, deg):
-    x, lx0, lx1, conv, half = (s[:, i * d : (i + 1) * d] for i in range(5))
+    lx0, lx1, y, half = (s[:, i * d : (i + 1) * d] for i in range(4))
     lx2 = _laplacian(mu, half, mv, deg) - 2 * lx1 - lx0
-    conv = conv + coef * lx2
-    if last:  # only x - conv is read from here on
-        return x - conv
-    return np.hstack([x, lx1, lx2, conv])
+    y = y - coef * lx2
+    if last:  # only y = x - conv is read from here on
+        return y
+    return np.hstack([lx1, lx2, y])
 
 
 def _a_hat(s, mv, deg):
@@ -138,7 +138,7 @@ class Prone:
         return 2 * self.svd_iterations + 2 + (2 * self.order - 1 if self.order > 1 else 0)
 
     def state_width(self) -> int:
-        return max(2 * (self.dim + 10), 5 * self.dim)
+        return max(2 * (self.dim + 10), 4 * self.dim)
 
     def run(self, backend: Backend) -> None:
         self.sparse_factorization(backend)
@@ -168,15 +168,15 @@ class Prone:
         if order <= 1:
             return
         be.product(Product("w", (0, d), partial(_cheb_first, d, mu)))
-        be.product(Product("w", (2 * d, d), partial(_cheb_second, d, mu, theta)))
+        be.product(Product("w", (d, d), partial(_cheb_second, d, mu, theta)))
         if order == 2:
-            be.map_rows(lambda s: s[:, :d] - s[:, 3 * d : 4 * d])
+            be.map_rows(lambda s: s[:, 2 * d : 3 * d])
         for i in range(2, order):
-            be.product(Product("w", (2 * d, d), partial(_cheb_half, d, mu)))
+            be.product(Product("w", (d, d), partial(_cheb_half, d, mu)))
             coef = (2 if i % 2 == 0 else -2) * float(iv(i, theta))
             step = partial(_cheb_full, d, mu, coef, i == order - 1)
-            be.product(Product("w", (4 * d, d), step))
-        # The state is now x - conv (d columns): mm = A_hat (x - conv).
+            be.product(Product("w", (3 * d, d), step))
+        # The state is now y = x - conv (d columns): mm = A_hat y.
         g = be.product(Product("w", (0, d), _a_hat), (0, d))
         # mm has d columns: its randomized SVD with p = d is its exact SVD. Q = mm T, then
         # B = Q^T mm = T^T G, with G = mm^T mm; svd(B) = U_b S V^T; u = Q U_b.
