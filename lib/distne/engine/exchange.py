@@ -59,9 +59,16 @@ def _leaf_key(part: int) -> int:
     return int(part)
 
 
+# A leaf's pickled block leaves the Arrow UDF in pieces of at most this many bytes: one row
+# per piece. A whole block as one row (hundreds of MB at 10M edges) was copied several times
+# by the JVM's row pickler on its way to the Python RDD and ran the 6 GB heap out of memory.
+BLOCK_CHUNK = 16 * 2**20
+
+
 def _block_udf(values: tuple[str, ...]):
     def build(key: tuple[pa.Scalar, ...], nodes: pa.Table, edges: pa.Table) -> pa.Table:
-        """Cogrouped Arrow function: one leaf's nodes and out-edges -> its pickled LeafBlock."""
+        """Cogrouped Arrow function: one leaf's nodes and out-edges -> its pickled LeafBlock,
+        as ``(part, seq, chunk)`` rows."""
         part = int(key[0].as_py())
         block = build_block(
             part,
@@ -73,8 +80,13 @@ def _block_udf(values: tuple[str, ...]):
             edges.column("w").to_numpy(),
         )
         blob = pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)
+        chunks = [blob[i : i + BLOCK_CHUNK] for i in range(0, len(blob), BLOCK_CHUNK)]
         return pa.table(
-            {"part": pa.array([part], pa.int64()), "blob": pa.array([blob], pa.binary())}
+            {
+                "part": pa.array([part] * len(chunks), pa.int64()),
+                "seq": pa.array(range(len(chunks)), pa.int32()),
+                "blob": pa.array(chunks, pa.binary()),
+            }
         )
 
     return build
@@ -159,13 +171,14 @@ class Exchange:
         blobs = (
             own.groupBy("part")
             .cogroup(table.groupBy("part"))
-            .applyInArrow(_block_udf(values), "part long, blob binary")
+            .applyInArrow(_block_udf(values), "part long, seq int, blob binary")
         )
         leaves = leaf.agg(F.max("part")).first()[0] + 1  # parts are dense from 0
         self.n_parts = max(1, min(leaves, partitions or sc.defaultParallelism))
         self.blocks = (
-            blobs.rdd.map(lambda row: (int(row["part"]), ("E", pickle.loads(row["blob"]))))
-            .partitionBy(self.n_parts, _leaf_key)
+            blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
+            .groupByKey(self.n_parts, _leaf_key)
+            .mapValues(lambda chunks: ("E", pickle.loads(b"".join(c for _, c in sorted(chunks)))))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         self.n = self.blocks.map(lambda kv: len(kv[1][1].own)).sum()
