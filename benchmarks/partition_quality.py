@@ -98,9 +98,7 @@ def main() -> None:
             extra = METHODS[method] + (
                 [f"partition.coarse_nodes={n // 8}"] if method.endswith("coarsened") else []
             )
-            cfg = base.with_overrides(
-                [f"partition.max_nodes={max_nodes}", *extra]
-            )
+            cfg = base.with_overrides([f"partition.max_nodes={max_nodes}", *extra])
             t0 = time.perf_counter()
             p = partition(spark, nodes, edges, cfg, max_levels=0)
             seconds = time.perf_counter() - t0

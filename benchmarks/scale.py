@@ -83,7 +83,7 @@ def measure(cmd: list[str], log: Path) -> dict:
     samples: list[tuple[float, int]] = []
     lines: list[tuple[float, str]] = []
     t0 = time.time()
-    with open(log, "w") as out:
+    with open(log, "w", buffering=1) as out:  # line-buffered: the log can be followed
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         def read_err() -> None:
