@@ -93,7 +93,7 @@ def _block_udf(values: tuple[str, ...]):
 
 
 def _by_leaf(records: Iterator[tuple[int, tuple[str, object]]]) -> dict[str, dict[int, list]]:
-    """Records of one Spark partition (one leaf), sorted by tag and leaf."""
+    """Records of one Spark partition (its leaves), sorted by tag and leaf."""
     out: dict[str, dict[int, list]] = {"E": {}, "S": {}, "R": {}, "H": {}, "Q": {}}
     for part, (tag, payload) in records:
         out[tag].setdefault(part, []).append(payload)
@@ -141,7 +141,8 @@ class Exchange:
 
     ``blocks`` (each leaf's matrices and halo layout, cached), ``routes`` (which of a leaf's
     rows each other leaf needs) and ``state`` (each leaf's node ids and current
-    ``n_leaf x width`` float32 matrix) share one partitioner, one leaf per partition.
+    ``n_leaf x width`` float32 matrix) share one partitioner: leaf ``part`` lives in Spark
+    partition ``part % N``.
     """
 
     def __init__(
