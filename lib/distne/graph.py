@@ -5,6 +5,7 @@ Nothing here imports another distne module except the config, so every stage can
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,10 +44,14 @@ VECTORS_SCHEMA = T.StructType(
 VECTOR_ARROW_TYPE = pa.list_(pa.field("element", pa.float32(), nullable=False))
 
 
-def symmetric(edges: DataFrame) -> DataFrame:
-    """Both orientations of each edge (``src``, ``dst``, ``weight``): what neighbour sums need."""
-    return edges.select("src", "dst", "weight").union(
-        edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"), "weight")
+def symmetric(edges: DataFrame, keys: Sequence[str] = ()) -> DataFrame:
+    """Both orientations of each edge (``*keys, src, dst, weight``): what neighbour sums need.
+
+    ``keys`` are carried along unchanged (e.g. the subgraph an edge belongs to).
+    """
+    k = list(keys)
+    return edges.select(*k, "src", "dst", "weight").union(
+        edges.select(*k, F.col("dst").alias("src"), F.col("src").alias("dst"), "weight")
     )
 
 

@@ -47,8 +47,10 @@ class Plan:
 
     mode: RunMode
     max_nodes: int | None  # the leaf bound (None for local)
-    local_gb: float  # estimated peak of the embedder on one worker, whole graph
-    budget_gb: float  # run.worker_memory_gb
+    # Worker budgets the whole graph needs, at least one per core: the leaf count when
+    # max_nodes is unset, and the exchange's Spark partitions (a task holds its partition's
+    # leaves at once, so each partition must fit a worker).
+    partitions: int
     reason: str
 
 
@@ -73,11 +75,11 @@ def plan_run(config: Config, nodes: int, edges: int, parallelism: int, program: 
         if pc.max_nodes is not None and nodes > pc.max_nodes:
             reason = f"auto: {nodes:,} nodes > partition.max_nodes={pc.max_nodes:,}"
     max_nodes = pc.max_nodes
+    partitions = max(parallelism, math.ceil(need / budget))
     if mode is not RunMode.LOCAL and max_nodes is None:
-        leaves = max(parallelism, math.ceil(need / budget))
-        max_nodes = max(2, math.ceil(nodes / (pc.fill * leaves)))
-        reason += f"; {leaves} leaves of at most {max_nodes:,} nodes"
-    return Plan(mode, max_nodes, need / 2**30, budget / 2**30, reason)
+        max_nodes = max(2, math.ceil(nodes / (pc.fill * partitions)))
+        reason += f"; {partitions} leaves of at most {max_nodes:,} nodes"
+    return Plan(mode, max_nodes, partitions, reason)
 
 
 @dataclass
@@ -249,13 +251,8 @@ def _embed_exchange(
     detail = f"over {parts.leaf_count} leaves, exchanging borders"
     with progress.stage("embed", detail, counter=counter) as t:
         leaf = parts.membership.where(F.col("level") == 0).select("id", "part")
-        # As many Spark partitions as it takes for each to fit a worker's budget, at least one
-        # per core: a task holds its partition's leaves at once.
-        partitions = max(
-            spark.sparkContext.defaultParallelism, math.ceil(plan.local_gb / plan.budget_gb)
-        )
         fused = embed_exchange(
-            spark, graph.edges, leaf, program, config, backend.append, partitions
+            spark, graph.edges, leaf, program, config, backend.append, plan.partitions
         )
     summary.seconds["embed"] = t["seconds"]
     return fused

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from distne.engine.program import (
@@ -27,7 +26,7 @@ from distne.engine.program import (
     leaf_product,
     signs_of,
 )
-from distne.graph import vectors_to_arrow
+from distne.graph import symmetric, vectors_to_arrow
 
 # What one directed edge costs in a leaf block (three float32 CSR values and their column
 # indices, plus the int64 arrays the block is built from) and how many copies of the widest
@@ -45,16 +44,13 @@ def local_bytes(nodes: int, edges: int, program: Program) -> int:
 class LocalBackend:
     """The state of one graph (or subgraph) in memory; implements the engine's Backend."""
 
-    def __init__(self, leaf: LeafBlock, on_product: Callable[[], None] | None = None):
+    def __init__(self, leaf: LeafBlock):
         self.leaf = leaf
         self.n = len(leaf.own)
         self.x = np.zeros((self.n, 0), dtype=DTYPE)
-        self._on_product = on_product
 
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
         self.x = leaf_product(op, self.leaf, self.x, None)
-        if self._on_product is not None:
-            self._on_product()
         return gram_of(gram, None, self.x) if gram is not None else None
 
     def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray:
@@ -76,10 +72,7 @@ def run_program(program: Program, leaf: LeafBlock) -> np.ndarray:
 
 def directed_edges(edges: DataFrame, keys: Sequence[str] = ()) -> DataFrame:
     """``*keys, r, c, weight``: both orientations of every edge given once as ``src, dst``."""
-    k = list(keys)
-    return edges.select(*k, F.col("src").alias("r"), F.col("dst").alias("c"), "weight").union(
-        edges.select(*k, F.col("dst").alias("r"), F.col("src").alias("c"), "weight")
-    )
+    return symmetric(edges, keys).withColumnsRenamed({"src": "r", "dst": "c"})
 
 
 def embed_groups(
