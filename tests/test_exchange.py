@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import make_config
+from distne.config import Transport
 from distne.embedders import make_program
 from distne.embedders.prone import Prone
 from distne.engine.exchange import embed_exchange
@@ -82,14 +83,16 @@ def test_local_backend_equals_plain_prone(spark, case):
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.parametrize("transport", [Transport.BARRIER, Transport.SHUFFLE])
 @pytest.mark.parametrize("leaves", [1, 7])
-def test_exchange_equals_plain_prone_whatever_the_leaves(spark, case, leaves):
+def test_exchange_equals_plain_prone_whatever_the_leaves(spark, case, leaves, transport):
     g, cfg, ids, want = case
     leaf = spark.createDataFrame(
         [(int(n), int((n * 7919) % leaves)) for n in g.nodes], "id long, part long"
     )
     program = make_program(cfg.embedding, cfg.seed)
-    got_ids, got = _sorted(embed_exchange(spark, _edges(spark, g), leaf, program, cfg))
+    out = embed_exchange(spark, _edges(spark, g), leaf, program, cfg, transport=transport)
+    got_ids, got = _sorted(out)
     assert (got_ids == ids).all()
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, atol=1e-4)

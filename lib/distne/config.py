@@ -72,6 +72,12 @@ class RunMode(str, enum.Enum):
         return self in (RunMode.PROCRUSTES, RunMode.LEAF_ONLY)
 
 
+class Transport(str, enum.Enum):
+    AUTO = "auto"
+    BARRIER = "barrier"
+    SHUFFLE = "shuffle"
+
+
 class LineageCut(str, enum.Enum):
     LOCAL_CHECKPOINT = "local_checkpoint"
     CHECKPOINT = "checkpoint"
@@ -172,6 +178,15 @@ class RunModeConfig:
         "mode, and what sizes leaves when partition.max_nodes is unset.",
         default=2.0,
     )
+    transport: Transport = _help(
+        "How the exchange moves border rows. barrier: the whole embedder in one Spark stage "
+        "in barrier execution mode, tasks sending rows to each other over TCP (fast; needs "
+        "every task running at once, no dynamic allocation, and the graph's estimate within "
+        "the task slots' worker budgets; a lost task restarts the stage). shuffle: one Spark "
+        "job per sparse product, state cached by Spark (slower; spills to disk and recovers "
+        "lost executors per product). auto: barrier where it fits, shuffle otherwise.",
+        default=Transport.AUTO,
+    )
 
 
 @dataclass(frozen=True)
@@ -271,6 +286,15 @@ class Config:
                 f"run.mode=local embeds the whole graph in one worker and does not partition; "
                 f"found partition.max_nodes={self.partition.max_nodes}. Unset it, or use "
                 f"run.mode=exchange (or auto) to partition."
+            )
+        if self.run.transport is not Transport.AUTO and self.run.mode not in (
+            RunMode.AUTO,
+            RunMode.EXCHANGE,
+        ):
+            raise ConfigError(
+                f"run.transport chooses how the exchange moves border rows; "
+                f"run.mode={self.run.mode.value} does not run the exchange. Found "
+                f"run.transport={self.run.transport.value}: unset it or use run.mode=exchange."
             )
         _check(
             self.run.worker_memory_gb > 0,

@@ -31,7 +31,7 @@ from distne.baselines.per_subgraph import embed_subgraphs
 from distne.baselines.procrustes import fuse
 from distne.config import Config, RunMode, to_dict
 from distne.embedders import make_program
-from distne.engine.exchange import Exchange, embed_exchange
+from distne.engine.exchange import embed_exchange, pick_transport
 from distne.engine.local import embed_groups, local_bytes
 from distne.engine.program import Program
 from distne.graph import Graph
@@ -242,7 +242,11 @@ def _embed_exchange(
     progress: Progress,
     summary: RunSummary,
 ) -> DataFrame:
-    backend: list[Exchange] = []
+    need = local_bytes(summary.nodes, summary.edges, program)
+    transport, why = pick_transport(spark, config, need)
+    summary.plan += f"; {why}"
+    progress.log(f"exchange: {why}")
+    backend: list[Any] = []
 
     def counter() -> str:
         done = backend[0].products_done if backend else 0
@@ -252,7 +256,7 @@ def _embed_exchange(
     with progress.stage("embed", detail, counter=counter) as t:
         leaf = parts.membership.where(F.col("level") == 0).select("id", "part")
         fused = embed_exchange(
-            spark, graph.edges, leaf, program, config, backend.append, plan.partitions
+            spark, graph.edges, leaf, program, config, backend.append, plan.partitions, transport
         )
     summary.seconds["embed"] = t["seconds"]
     return fused

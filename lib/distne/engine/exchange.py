@@ -16,31 +16,51 @@ The result equals the local backend on the whole graph up to float32 rounding (t
 it), whatever the partition. The partition matters for cost only: the halo is proportional to
 border nodes, which is what the partitioner minimises.
 
-Transport: leaf blocks, routes and state are RDDs keyed by leaf under one partitioner, so a
-union of them is read partition by partition without a shuffle and a product's one shuffle is
-the halo. A Spark partition holds the leaves ``part % N``; the pipeline picks ``N`` so that a
-partition's leaves fit one worker's memory budget (at least one partition per core, at most
-one per leaf): a task holds its partition's leaves at once, so that is the Python worker's
-bound. More partitions than that only add per-task overhead (about 80 ms a task locally).
-Each product is one Spark job (the job that materialises it also returns the Gram matrix the
-next orthonormalisation needs), so the job count depends on the program, not on the leaves.
+Two transports carry the same steps (``run.transport``):
+
+- **barrier** (the default where Spark allows it): the whole program runs in one Spark stage in
+  barrier execution mode, one task per Spark partition, all started together. Each task keeps
+  its leaves' blocks and state in its Python worker from the first product to the last, and
+  the tasks send halo rows and reduction partials straight to each other over TCP
+  (:mod:`distne.engine.mesh`). One Spark job in all; nothing is pickled into the JVM between
+  products. The stage's tasks must all run at once, so there are at most as many as the
+  cluster has task slots, and the state lives in Python memory: the whole graph's estimate
+  must fit the slots' worker budgets. A lost task restarts the whole stage (Spark retries
+  barrier stages as a unit).
+- **shuffle**: leaf blocks, routes and state are RDDs keyed by leaf under one partitioner, so
+  a union of them is read partition by partition without a shuffle and a product's one
+  shuffle is the halo. Each product is one Spark job (which also returns the Gram matrix the
+  next orthonormalisation needs); the state is cached by Spark between products, where it can
+  spill to disk and where a lost executor's part is recomputed (or read back from a reliable
+  checkpoint, ``runtime.lineage=checkpoint``). Slower (a job per product, the state pickled
+  through the JVM each time), but it runs where barrier mode cannot (dynamic allocation, more
+  memory than the slots hold) and survives lost executors without restarting the program.
+
+In both, a Spark partition holds the leaves ``part % N``; a task holds its partition's
+leaves at once.
 """
 
 from __future__ import annotations
 
 import pickle
+import secrets
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import RDD, StorageLevel
+from pyspark import RDD, BarrierTaskContext, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from distne.config import Config, LineageCut
+from distne.config import Config, ConfigError, LineageCut, RuntimeConfig, Transport
 from distne.engine.local import directed_edges
+from distne.engine.mesh import HALO, REQUEST, Mesh
 from distne.engine.program import (
+    DTYPE,
     LeafBlock,
     Product,
     Program,
@@ -133,11 +153,80 @@ def _resolve_routes(records: Iterator) -> Iterator:
         yield part, ("R", routes)
 
 
-class Exchange:
-    """The distributed state of one run; implements the engine's Backend over leaves.
+def leaf_blocks(
+    spark: SparkSession,
+    edges: DataFrame,
+    leaf: DataFrame,
+    program_class: type,
+    partitions: int | None = None,
+) -> tuple[RDD, int]:
+    """Every leaf's :class:`LeafBlock` as ``(part, ("E", block))``, in ``N`` Spark partitions.
 
-    ``partitions``: Spark partitions for the leaves (default: one per core), at most one per
-    leaf.
+    ``N`` is ``partitions`` (default: one per core), at most one per leaf; leaf ``part`` is in
+    partition ``part % N``. The RDD is cached; the caller unpersists it.
+    """
+    sc = spark.sparkContext
+    sc.setJobDescription("exchange setup")
+    values = tuple(program_class.values)
+    table = program_class.edge_values(directed_edges(edges), [])
+    leaf_r = leaf.select(F.col("id").alias("r"), "part")
+    leaf_c = leaf.select(F.col("id").alias("c"), F.col("part").alias("part_c"))
+    table = table.join(leaf_r, "r").join(leaf_c, "c").select("part", "r", "c", *values, "part_c")
+    # Fresh column references: ``table`` was joined with ``leaf`` and a cogroup of the two
+    # would otherwise be an ambiguous self-join.
+    own = leaf.select(F.col("id").alias("id"), (F.col("part") + 0).alias("part"))
+    blobs = (
+        own.groupBy("part")
+        .cogroup(table.groupBy("part"))
+        .applyInArrow(_block_udf(values), "part long, seq int, blob binary")
+    )
+    leaves = leaf.agg(F.max("part")).first()[0] + 1  # parts are dense from 0
+    n_parts = max(1, min(leaves, partitions or sc.defaultParallelism))
+    blocks = (
+        blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
+        .groupByKey(n_parts, _leaf_key)
+        .mapValues(lambda chunks: ("E", pickle.loads(b"".join(c for _, c in sorted(chunks)))))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    return blocks, n_parts
+
+
+# Output leaves the exchange as pickled ``(ids, rows)`` pieces of at most this many rows.
+OUTPUT_ROWS = 65536
+
+
+def _pieces(part: int, ids: np.ndarray, x: np.ndarray) -> Iterator[tuple[int, bytes]]:
+    for i in range(0, len(ids), OUTPUT_ROWS):
+        piece = (ids[i : i + OUTPUT_ROWS], np.ascontiguousarray(x[i : i + OUTPUT_ROWS]))
+        yield part, pickle.dumps(piece, protocol=5)
+
+
+def _vectors_frame(spark: SparkSession, pieces: RDD) -> DataFrame:
+    """``id, part, vec`` from an RDD of ``(part, pickled (ids, rows))``, as Arrow batches."""
+    frame = spark.createDataFrame(pieces, "part long, blob binary")
+
+    def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            parts = batch.column("part").to_pylist()
+            for part, blob in zip(parts, batch.column("blob").to_pylist(), strict=True):
+                ids, x = pickle.loads(blob)
+                yield from vectors_table(ids, part, x).to_batches()
+
+    return frame.mapInArrow(unpack, VECTORS_SCHEMA)
+
+
+def _keep_rdd(rdd: RDD, runtime: RuntimeConfig) -> RDD:
+    """Cache ``rdd`` and mark its lineage to be cut as ``runtime.lineage`` says."""
+    rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
+    if runtime.lineage is LineageCut.CHECKPOINT:
+        rdd.checkpoint()
+    else:
+        rdd.localCheckpoint()
+    return rdd
+
+
+class ShuffleExchange:
+    """The shuffle transport's distributed state; implements the engine's Backend over leaves.
 
     ``blocks`` (each leaf's matrices and halo layout, cached), ``routes`` (which of a leaf's
     rows each other leaf needs) and ``state`` (each leaf's node ids and current
@@ -145,43 +234,12 @@ class Exchange:
     partition ``part % N``.
     """
 
-    def __init__(
-        self,
-        spark: SparkSession,
-        edges: DataFrame,
-        leaf: DataFrame,
-        program_class: type,
-        config: Config,
-        partitions: int | None = None,
-    ):
+    def __init__(self, spark: SparkSession, blocks: RDD, n_parts: int, config: Config):
         self.spark = spark
         self.config = config
         self.products_done = 0
-        sc = spark.sparkContext
-        sc.setJobDescription("exchange setup")
-        values = tuple(program_class.values)
-        table = program_class.edge_values(directed_edges(edges), [])
-        leaf_r = leaf.select(F.col("id").alias("r"), "part")
-        leaf_c = leaf.select(F.col("id").alias("c"), F.col("part").alias("part_c"))
-        table = (
-            table.join(leaf_r, "r").join(leaf_c, "c").select("part", "r", "c", *values, "part_c")
-        )
-        # Fresh column references: ``table`` was joined with ``leaf`` and a cogroup of the two
-        # would otherwise be an ambiguous self-join.
-        own = leaf.select(F.col("id").alias("id"), (F.col("part") + 0).alias("part"))
-        blobs = (
-            own.groupBy("part")
-            .cogroup(table.groupBy("part"))
-            .applyInArrow(_block_udf(values), "part long, seq int, blob binary")
-        )
-        leaves = leaf.agg(F.max("part")).first()[0] + 1  # parts are dense from 0
-        self.n_parts = max(1, min(leaves, partitions or sc.defaultParallelism))
-        self.blocks = (
-            blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
-            .groupByKey(self.n_parts, _leaf_key)
-            .mapValues(lambda chunks: ("E", pickle.loads(b"".join(c for _, c in sorted(chunks)))))
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        self.n_parts = n_parts
+        self.blocks = blocks
         self.n = self.blocks.map(lambda kv: len(kv[1][1].own)).sum()
 
         def wanted(kv: tuple[int, tuple[str, LeafBlock]]) -> Iterator:
@@ -206,14 +264,9 @@ class Exchange:
         """Make ``rdd`` the state: materialise it, cut its lineage, drop the previous one.
 
         The job that materialises it also returns the Gram matrix of columns ``gram`` of the
-        new state, if asked (saving the separate job a whitening would start with). The cut
-        follows ``runtime.lineage``: reliable checkpoints survive a lost executor.
+        new state, if asked (saving the separate job a whitening would start with).
         """
-        rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
-        if self.config.runtime.lineage is LineageCut.CHECKPOINT:
-            rdd.checkpoint()
-        else:
-            rdd.localCheckpoint()
+        rdd = _keep_rdd(rdd, self.config.runtime)
         if gram is None:
             rdd.count()
             result = None
@@ -270,25 +323,190 @@ class Exchange:
         tops = self.state.map(lambda kv: column_tops(start, width, pre, kv[1][1][1])).collect()
         return signs_of(tops)
 
-    def vectors(self, dim: int) -> DataFrame:
-        """``id, part, vec`` from the state, as Arrow batches (one flat buffer per leaf)."""
-        blobs = self.state.map(
-            lambda kv: (kv[0], pickle.dumps((kv[1][1][0], kv[1][1][1][:, :dim]), protocol=5))
-        )
-        frame = self.spark.createDataFrame(blobs, "part long, blob binary")
-
-        def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for batch in batches:
-                parts = batch.column("part").to_pylist()
-                for part, blob in zip(parts, batch.column("blob").to_pylist(), strict=True):
-                    ids, x = pickle.loads(blob)
-                    yield from vectors_table(ids, part, x).to_batches()
-
-        return frame.mapInArrow(unpack, VECTORS_SCHEMA)
+    def pieces(self, dim: int) -> RDD:
+        """The state's first ``dim`` columns as ``(part, pickled (ids, rows))`` pieces."""
+        return self.state.flatMap(lambda kv: _pieces(kv[0], kv[1][1][0], kv[1][1][1][:, :dim]))
 
     def close(self) -> None:
-        for rdd in (self.state, self.routes, self.blocks):
+        for rdd in (self.state, self.routes):
             rdd.unpersist()
+
+
+class _MeshBackend:
+    """The barrier transport inside one task: its leaves' blocks and state, in this worker.
+
+    Implements the engine's Backend; every task runs the same program against its own
+    instance, and the instances meet in the mesh (halo rows per product, partials per
+    reduction).
+    """
+
+    def __init__(self, mesh: Mesh, leaves: dict[int, LeafBlock], n_parts: int, report):
+        self.mesh = mesh
+        self.leaves = leaves
+        self.n_parts = n_parts
+        self.report = report
+        self.products_done = 0
+        self.x = {p: np.zeros((len(b.own), 0), DTYPE) for p, b in leaves.items()}
+        # Halo layout, once: each leaf asks each neighbouring leaf for the rows it needs (the
+        # graph is symmetric, so a leaf is asked by exactly the leaves in its own halo).
+        self.sources: dict[int, list[tuple[int, np.ndarray]]] = {}
+        mesh.next_round()
+        for p, b in leaves.items():
+            self.sources[p] = []
+            for owner in np.unique(b.halo_part):
+                at = np.flatnonzero(b.halo_part == owner)
+                self.sources[p].append((int(owner), at))
+                mesh.send(self._rank(owner), REQUEST, p, int(owner), b.halo[at])
+        self.routes = {
+            p: [
+                (q, np.searchsorted(b.own, np.frombuffer(mesh.receive(REQUEST, q, p), np.int64)))
+                for q, _ in self.sources[p]
+            ]
+            for p, b in leaves.items()
+        }
+        own = sum(len(b.own) for b in leaves.values())
+        self.n = int(mesh.allreduce(np.array([own], dtype=np.int64))[0])
+
+    def _rank(self, part: int) -> int:
+        return int(part) % self.n_parts
+
+    def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
+        mesh = self.mesh
+        mesh.next_round()
+        if op.block is not None:
+            start, width = op.block
+            for p, x in self.x.items():
+                for target, idx in self.routes[p]:
+                    rows = np.ascontiguousarray(x[idx, start : start + width])
+                    mesh.send(self._rank(target), HALO, p, target, rows)
+        for p, leaf in self.leaves.items():
+            halo = None
+            if op.block is not None and len(leaf.halo):
+                halo = np.empty((len(leaf.halo), op.block[1]), dtype=DTYPE)
+                for owner, at in self.sources[p]:
+                    got = np.frombuffer(mesh.receive(HALO, owner, p), dtype=DTYPE)
+                    halo[at] = got.reshape(len(at), op.block[1])
+            self.x[p] = leaf_product(op, leaf, self.x[p], halo)
+        self.products_done += 1
+        self.report(self.products_done)
+        return self.gram(*gram) if gram is not None else None
+
+    def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray:
+        cols = width if pre is None else pre.shape[1]
+        total = np.zeros((cols, cols))
+        for x in self.x.values():
+            if len(x):
+                total += gram_of((start, width), pre, x)
+        return self.mesh.allreduce(total)
+
+    def column_signs(self, start: int, width: int, pre: np.ndarray) -> np.ndarray:
+        tops = [column_tops(start, width, pre, x) for x in self.x.values()]
+        return signs_of(t for task in self.mesh.allgather(tops) for t in task)
+
+    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        for p, x in self.x.items():
+            self.x[p] = np.ascontiguousarray(fn(x), dtype=DTYPE)
+
+
+class _ProgressListener:
+    """Where the barrier stage's first task reports finished products (read by progress lines).
+
+    Best effort: a task that cannot reach it runs on without reporting.
+    """
+
+    def __init__(self, spark: SparkSession, token: bytes):
+        self.products_done = 0
+        self.host = spark.conf.get("spark.driver.host", socket.gethostname())
+        self._server = socket.create_server(("", 0))
+        self.port = self._server.getsockname()[1]
+        self._token = token
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            with conn:
+                if conn.recv(len(self._token), socket.MSG_WAITALL) != self._token:
+                    continue
+                while len(got := conn.recv(8, socket.MSG_WAITALL)) == 8:
+                    self.products_done = int.from_bytes(got, "big")
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def _reporter(rank: int, address: tuple[str, int], token: bytes) -> Callable[[int], None]:
+    if rank != 0:
+        return lambda done: None
+    try:
+        sock = socket.create_connection(address, timeout=10)
+        sock.sendall(token)
+    except OSError:
+        return lambda done: None
+
+    def report(done: int) -> None:
+        try:
+            sock.sendall(done.to_bytes(8, "big"))
+        except OSError:
+            pass
+
+    return report
+
+
+def _barrier_task(
+    program: Program, n_parts: int, token: bytes, progress: tuple[str, int], records: Iterator
+) -> Iterator[tuple[int, bytes]]:
+    """One task of the barrier stage: run ``program`` on this partition's leaves, with peers."""
+    ctx = BarrierTaskContext.get()
+    rank = ctx.partitionId()
+    leaves = {int(part): block for part, (_, block) in records}
+    host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
+    mesh = Mesh(rank, ctx.allGather, host, token)
+    try:
+        backend = _MeshBackend(mesh, leaves, n_parts, _reporter(rank, progress, token))
+        program.run(backend)
+        mesh.barrier()  # nobody closes a socket a peer still reads from
+    finally:
+        mesh.close()
+    for part in sorted(leaves):
+        yield from _pieces(part, leaves[part].own, backend.x[part][:, : program.dim])
+
+
+def task_slots(spark: SparkSession) -> int:
+    """How many tasks the cluster runs at once (what a barrier stage may have at most)."""
+    cpus = int(spark.conf.get("spark.task.cpus", "1") or 1)
+    return max(1, spark.sparkContext.defaultParallelism // cpus)
+
+
+def pick_transport(spark: SparkSession, config: Config, need_bytes: int) -> tuple[Transport, str]:
+    """``run.transport``, with ``auto`` resolved, and why.
+
+    ``auto`` takes barrier unless Spark refuses it (dynamic allocation) or the whole graph's
+    estimated ``need_bytes`` is more than the slots' worker budgets hold.
+    """
+    chosen = config.run.transport
+    dynamic = spark.conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"
+    slots = task_slots(spark)
+    budget = config.run.worker_memory_gb * 2**30
+    if chosen is Transport.BARRIER and dynamic:
+        raise ConfigError(
+            "run.transport=barrier needs Spark's barrier execution mode, which Spark refuses "
+            "with dynamic allocation; found spark.dynamicAllocation.enabled=true. Use "
+            "run.transport=shuffle (or auto), or disable dynamic allocation."
+        )
+    if chosen is not Transport.AUTO:
+        return chosen, f"run.transport={chosen.value}"
+    if dynamic:
+        return Transport.SHUFFLE, "shuffle transport: dynamic allocation is on"
+    if need_bytes > slots * budget:
+        return Transport.SHUFFLE, (
+            f"shuffle transport: {need_bytes / 2**30:.1f} GB is more than {slots} task "
+            f"slots x run.worker_memory_gb hold"
+        )
+    return Transport.BARRIER, f"barrier transport over {slots} task slots"
 
 
 def embed_exchange(
@@ -297,28 +515,57 @@ def embed_exchange(
     leaf: DataFrame,
     program: Program,
     config: Config,
-    on_start: Callable[[Exchange], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
     partitions: int | None = None,
+    transport: Transport = Transport.BARRIER,
 ) -> DataFrame:
     """``program`` on the whole graph computed leaf by leaf: ``id, part, vec`` for every node.
 
     Args:
         edges: ``src, dst, weight``, each undirected edge once.
         leaf: ``id, part``: every node's leaf subgraph, parts numbered densely from 0.
-        on_start: called with the backend once it is set up (progress reports read
-            ``products_done`` from it).
-        partitions: Spark partitions for the leaves (see :class:`Exchange`).
+        on_start: called once set up with an object whose ``products_done`` progress
+            reports read.
+        partitions: Spark partitions for the leaves (see :func:`leaf_blocks`); the barrier
+            transport takes at most one per task slot.
+        transport: ``barrier`` or ``shuffle`` (see the module docstring).
 
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
     """
-    ex = Exchange(spark, edges, leaf, type(program), config, partitions)
-    if on_start is not None:
-        on_start(ex)
+    if transport is Transport.BARRIER:
+        partitions = min(partitions or task_slots(spark), task_slots(spark))
+    blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions)
+    sc = spark.sparkContext
+    state: ShuffleExchange | None = None
+    pieces: RDD | None = None
     try:
-        program.run(ex)
-        spark.sparkContext.setJobDescription("exchange output")
-        return cut_lineage(ex.vectors(program.dim), config.runtime)
+        if transport is Transport.BARRIER:
+            token = secrets.token_bytes(32)
+            listener = _ProgressListener(spark, token)
+            if on_start is not None:
+                on_start(listener)
+            sc.setJobDescription(f"exchange: {program.products()} products in one barrier stage")
+            task = partial(
+                _barrier_task, program, n_parts, token, (listener.host, listener.port)
+            )
+            try:
+                pieces = _keep_rdd(blocks.barrier().mapPartitions(task), config.runtime)
+                pieces.count()
+            finally:
+                listener.close()
+        else:
+            state = ShuffleExchange(spark, blocks, n_parts, config)
+            if on_start is not None:
+                on_start(state)
+            program.run(state)
+            pieces = state.pieces(program.dim)
+        sc.setJobDescription("exchange output")
+        return cut_lineage(_vectors_frame(spark, pieces), config.runtime)
     finally:
-        ex.close()
-        spark.sparkContext.setJobDescription(None)
+        if state is not None:
+            state.close()
+        elif pieces is not None:
+            pieces.unpersist()
+        blocks.unpersist()
+        sc.setJobDescription(None)

@@ -1,0 +1,185 @@
+"""Direct messages between the tasks of one Spark barrier stage.
+
+The barrier transport of the exchange (:mod:`distne.engine.exchange`) runs a whole program in
+one Spark stage whose tasks are started together (barrier execution mode, as distributed
+training on Spark does). The tasks then talk to each other over TCP: each opens a listening
+socket, the addresses are shared once through ``BarrierTaskContext.allGather``, and every
+message afterwards goes straight from one Python worker to another, as raw bytes with a small
+header. Nothing passes through the driver or the JVM.
+
+Every message has a key ``(round, kind, source, target)``; all tasks run the same program and
+so make the same calls in the same order, and the round counter of each call matches across
+tasks. Received messages wait in an inbox until asked for, so sends never wait for the
+receiver's program to catch up (a reader thread per connection drains the socket).
+
+Connections are authenticated with a token drawn on the driver and shipped with the task (the
+sockets bypass ``spark.authenticate``, so this is what keeps other processes out). A peer that
+disappears (its process killed, its executor lost) closes its sockets; a task waiting for it
+raises at once instead of hanging, and Spark retries the whole barrier stage.
+"""
+
+from __future__ import annotations
+
+import pickle
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+_HEADER = struct.Struct("!qqqqQ")  # round, kind, source, target, payload bytes
+HALO, REQUEST, GATHER, SCATTER = range(4)
+
+
+class PeerLost(RuntimeError):
+    """A peer task's connection closed before the program ended."""
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytearray | None:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], min(n - got, 1 << 22))
+        if k == 0:
+            return None
+        got += k
+    return buf
+
+
+class Mesh:
+    """One task's end of the all-to-all connections of a barrier stage.
+
+    Args:
+        rank: this task's index in the stage (its partition id).
+        share: sends this task's ``host:port`` and returns every task's, by rank
+            (``BarrierTaskContext.allGather`` in Spark; anything equivalent in tests).
+        host: the address peers reach this task at (the executor's host).
+        token: a shared secret; connections that do not present it are dropped.
+    """
+
+    def __init__(self, rank: int, share: Callable[[str], list[str]], host: str, token: bytes):
+        self.rank = rank
+        self.token = token
+        self.round = 0
+        self._inbox: dict[tuple[int, int, int, int], bytearray] = {}
+        self._cond = threading.Condition()
+        self._lost: str | None = None
+        self._closing = False
+        self._out: dict[int, socket.socket] = {}
+        self._out_locks: dict[int, threading.Lock] = {}
+        self._server = socket.create_server(("", 0), backlog=128)
+        port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        self.addresses = share(f"{host}:{port}")
+        self.size = len(self.addresses)
+
+    # -- transport -------------------------------------------------------------------------
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        with conn:
+            if _read_exact(conn, len(self.token)) != self.token:
+                return
+            while True:
+                head = _read_exact(conn, _HEADER.size)
+                if head is None:
+                    break
+                *key, n = _HEADER.unpack(head)
+                payload = _read_exact(conn, n) if n else bytearray()
+                if payload is None:
+                    break
+                with self._cond:
+                    self._inbox[tuple(key)] = payload
+                    self._cond.notify_all()
+        with self._cond:
+            if not self._closing:
+                self._lost = "a peer task closed its connection before the program ended"
+                self._cond.notify_all()
+
+    def _connection(self, target: int) -> tuple[socket.socket, threading.Lock]:
+        if target not in self._out:
+            host, port = self.addresses[target].rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=120)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(self.token)
+            self._out[target] = sock
+            self._out_locks[target] = threading.Lock()
+        return self._out[target], self._out_locks[target]
+
+    def send(self, target: int, kind: int, source: int, dest: int, payload: Any) -> None:
+        """Send bytes (or a contiguous array's buffer) to task ``target``, under this round."""
+        key = (self.round, kind, source, dest)
+        data = memoryview(payload).cast("B")
+        if target == self.rank:
+            with self._cond:
+                self._inbox[key] = bytearray(data)
+                self._cond.notify_all()
+            return
+        sock, lock = self._connection(target)
+        with lock:
+            sock.sendall(_HEADER.pack(*key, data.nbytes))
+            if data.nbytes:
+                sock.sendall(data)
+
+    def receive(self, kind: int, source: int, dest: int) -> bytearray:
+        """The message of this round keyed ``(kind, source, dest)``; waits until it arrives."""
+        key = (self.round, kind, source, dest)
+        with self._cond:
+            while key not in self._inbox:
+                if self._lost is not None:
+                    raise PeerLost(self._lost)
+                self._cond.wait(timeout=5.0)
+            return self._inbox.pop(key)
+
+    def next_round(self) -> None:
+        self.round += 1
+
+    # -- collectives (rank 0 gathers, combines and sends the result back) ------------------
+    def _gather(self, obj: Any) -> list[Any] | None:
+        """Rank 0 gets every task's ``obj`` by rank; the others get None."""
+        self.next_round()
+        if self.rank != 0:
+            self.send(0, GATHER, self.rank, 0, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+            return None
+        return [obj] + [pickle.loads(self.receive(GATHER, r, 0)) for r in range(1, self.size)]
+
+    def _broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every task."""
+        if self.rank == 0:
+            blob = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+            for r in range(1, self.size):
+                self.send(r, SCATTER, 0, r, blob)
+            return obj
+        return pickle.loads(self.receive(SCATTER, 0, self.rank))
+
+    def allgather(self, obj: Any) -> list[Any]:
+        """Every task's ``obj``, by rank (for small objects: rank 0 relays them all)."""
+        return self._broadcast(self._gather(obj))
+
+    def allreduce(self, x: np.ndarray) -> np.ndarray:
+        """The sum over tasks of ``x``, added in rank order (the same on every task)."""
+        parts = self._gather(np.asarray(x))
+        return self._broadcast(None if parts is None else np.sum(parts, axis=0))
+
+    def barrier(self) -> None:
+        """Returns once every task has called it."""
+        self.allgather(None)
+
+    def close(self) -> None:
+        """Stop listening and close connections; call once every task is done sending."""
+        with self._cond:
+            self._closing = True
+        self._server.close()
+        for sock in self._out.values():
+            sock.close()
