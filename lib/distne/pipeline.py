@@ -242,8 +242,9 @@ def _embed_exchange(
     progress: Progress,
     summary: RunSummary,
 ) -> DataFrame:
-    need = local_bytes(summary.nodes, summary.edges, program)
-    transport, why = pick_transport(spark, config, need)
+    transport, why = pick_transport(
+        spark, config, summary.nodes, summary.edges, program, parts.leaf_count
+    )
     summary.plan += f"; {why}"
     progress.log(f"exchange: {why}")
     backend: list[Any] = []

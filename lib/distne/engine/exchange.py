@@ -57,7 +57,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from distne.config import Config, ConfigError, LineageCut, RuntimeConfig, Transport
-from distne.engine.local import directed_edges
+from distne.engine.local import BYTES_PER_DIRECTED_EDGE, STATE_COPIES, directed_edges
 from distne.engine.mesh import HALO, REQUEST, Mesh
 from distne.engine.program import (
     DTYPE,
@@ -469,8 +469,10 @@ def _barrier_task(
         backend = _MeshBackend(mesh, leaves, n_parts, _reporter(rank, progress, token))
         program.run(backend)
         mesh.barrier()  # nobody closes a socket a peer still reads from
-    finally:
-        mesh.close()
+    except BaseException:
+        mesh.close(goodbye=False)  # peers waiting on this task fail now, not at a timeout
+        raise
+    mesh.close()
     for part in sorted(leaves):
         yield from _pieces(part, leaves[part].own, backend.x[part][:, : program.dim])
 
@@ -481,16 +483,29 @@ def task_slots(spark: SparkSession) -> int:
     return max(1, spark.sparkContext.defaultParallelism // cpus)
 
 
-def pick_transport(spark: SparkSession, config: Config, need_bytes: int) -> tuple[Transport, str]:
+def barrier_bytes(nodes: int, edges: int, program: Program, leaves: int, tasks: int) -> int:
+    """An estimate of the barrier transport's Python memory, all tasks together, in bytes.
+
+    Every leaf's block and state stay in memory; a step replaces one leaf's state at a time,
+    so besides the whole state each task holds a step's temporaries for one leaf.
+    """
+    row = program.state_width() * np.dtype(DTYPE).itemsize
+    leaf_state = -(-nodes // max(1, leaves)) * row
+    graph = 2 * edges * BYTES_PER_DIRECTED_EDGE
+    return graph + nodes * row + tasks * (STATE_COPIES - 1) * leaf_state
+
+
+def pick_transport(
+    spark: SparkSession, config: Config, nodes: int, edges: int, program: Program, leaves: int
+) -> tuple[Transport, str]:
     """``run.transport``, with ``auto`` resolved, and why.
 
-    ``auto`` takes barrier unless Spark refuses it (dynamic allocation) or the whole graph's
-    estimated ``need_bytes`` is more than the slots' worker budgets hold.
+    ``auto`` takes barrier unless Spark refuses it (dynamic allocation) or its estimated
+    memory (:func:`barrier_bytes`) is more than the task slots' worker budgets hold.
     """
     chosen = config.run.transport
     dynamic = spark.conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"
     slots = task_slots(spark)
-    budget = config.run.worker_memory_gb * 2**30
     if chosen is Transport.BARRIER and dynamic:
         raise ConfigError(
             "run.transport=barrier needs Spark's barrier execution mode, which Spark refuses "
@@ -501,12 +516,15 @@ def pick_transport(spark: SparkSession, config: Config, need_bytes: int) -> tupl
         return chosen, f"run.transport={chosen.value}"
     if dynamic:
         return Transport.SHUFFLE, "shuffle transport: dynamic allocation is on"
-    if need_bytes > slots * budget:
+    tasks = min(slots, leaves)
+    need = barrier_bytes(nodes, edges, program, leaves, tasks)
+    budget = config.run.worker_memory_gb * 2**30
+    gb = f"{need / 2**30:.1f} GB estimated over {tasks} tasks"
+    if need > tasks * budget:
         return Transport.SHUFFLE, (
-            f"shuffle transport: {need_bytes / 2**30:.1f} GB is more than {slots} task "
-            f"slots x run.worker_memory_gb hold"
+            f"shuffle transport: {gb}, more than {tasks} x run.worker_memory_gb"
         )
-    return Transport.BARRIER, f"barrier transport over {slots} task slots"
+    return Transport.BARRIER, f"barrier transport: {gb}"
 
 
 def embed_exchange(

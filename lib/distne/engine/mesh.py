@@ -15,7 +15,8 @@ receiver's program to catch up (a reader thread per connection drains the socket
 Connections are authenticated with a token drawn on the driver and shipped with the task (the
 sockets bypass ``spark.authenticate``, so this is what keeps other processes out). A peer that
 disappears (its process killed, its executor lost) closes its sockets; a task waiting for it
-raises at once instead of hanging, and Spark retries the whole barrier stage.
+raises at once instead of hanging, and Spark retries the whole barrier stage. A task that
+leaves normally says goodbye on each connection first, so its peers can tell the two apart.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 _HEADER = struct.Struct("!qqqqQ")  # round, kind, source, target, payload bytes
-HALO, REQUEST, GATHER, SCATTER = range(4)
+HALO, REQUEST, GATHER, SCATTER, BYE = range(5)
 
 
 class PeerLost(RuntimeError):
@@ -70,11 +71,17 @@ class Mesh:
         self._closing = False
         self._out: dict[int, socket.socket] = {}
         self._out_locks: dict[int, threading.Lock] = {}
+        self._accepted: list[socket.socket] = []
         self._server = socket.create_server(("", 0), backlog=128)
         port = self._server.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
         self.addresses = share(f"{host}:{port}")
         self.size = len(self.addresses)
+        # Connect to every peer now: each task then holds a connection from every other, so
+        # a peer that dies is noticed by all (its sockets close) even before it sends.
+        for target in range(self.size):
+            if target != rank:
+                self._connection(target)
 
     # -- transport -------------------------------------------------------------------------
     def _accept(self) -> None:
@@ -84,26 +91,32 @@ class Mesh:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._accepted.append(conn)
             threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn: socket.socket) -> None:
-        with conn:
-            if _read_exact(conn, len(self.token)) != self.token:
-                return
-            while True:
-                head = _read_exact(conn, _HEADER.size)
-                if head is None:
-                    break
-                *key, n = _HEADER.unpack(head)
-                payload = _read_exact(conn, n) if n else bytearray()
-                if payload is None:
-                    break
-                with self._cond:
-                    self._inbox[tuple(key)] = payload
-                    self._cond.notify_all()
+        """Drain one peer's connection into the inbox until it says goodbye or is lost."""
+        said_bye = False
+        try:
+            with conn:
+                if _read_exact(conn, len(self.token)) != self.token:
+                    return  # not one of ours: dropped, and not a lost peer either
+                while (head := _read_exact(conn, _HEADER.size)) is not None:
+                    *key, n = _HEADER.unpack(head)
+                    if key[1] == BYE:
+                        said_bye = True
+                        break
+                    payload = _read_exact(conn, n) if n else bytearray()
+                    if payload is None:
+                        break
+                    with self._cond:
+                        self._inbox[tuple(key)] = payload
+                        self._cond.notify_all()
+        except OSError:
+            pass
         with self._cond:
-            if not self._closing:
-                self._lost = "a peer task closed its connection before the program ended"
+            if not said_bye and not self._closing:
+                self._lost = "a peer task's connection closed before the program ended"
                 self._cond.notify_all()
 
     def _connection(self, target: int) -> tuple[socket.socket, threading.Lock]:
@@ -176,10 +189,23 @@ class Mesh:
         """Returns once every task has called it."""
         self.allgather(None)
 
-    def close(self) -> None:
-        """Stop listening and close connections; call once every task is done sending."""
+    def close(self, goodbye: bool = True) -> None:
+        """Stop listening and close connections.
+
+        ``goodbye``: this task finished normally (call it once every task is done sending);
+        without it, peers still waiting on this task fail at once, as if it crashed.
+        """
         with self._cond:
             self._closing = True
+        for target, sock in self._out.items() if goodbye else ():
+            try:
+                sock.sendall(_HEADER.pack(self.round, BYE, self.rank, target, 0))
+            except OSError:
+                pass
         self._server.close()
-        for sock in self._out.values():
+        for sock in [*self._out.values(), *self._accepted]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
