@@ -2,7 +2,7 @@ import math
 from pathlib import Path
 
 import pytest
-from distne.config import ConfigError, RunMode, describe, load_config
+from distne.config import ConfigError, RunMode, Transport, describe, load_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -89,3 +89,33 @@ def test_plan_picks_local_when_the_graph_fits_and_sizes_leaves_otherwise():
     forced = load_config(None, ["run.mode=exchange"])
     plan = plan_run(forced, 4_000, 40_000, 8, program)
     assert plan.max_nodes == 625  # 4,000 nodes / (0.8 fill * 8 cores)
+
+
+def test_transport_takes_barrier_where_it_fits_and_says_why_otherwise():
+    from distne.embedders import make_program
+    from distne.engine.exchange import barrier_bytes, pick_transport
+
+    cfg = load_config(None, ["run.worker_memory_gb=1"])
+    program = make_program(cfg.embedding, cfg.seed)
+    # 100k nodes, 1M edges in 7 leaves on 2 slots: well under 2 x 1 GB.
+    assert barrier_bytes(100_000, 1_000_000, program, 7, 2) < 2**30
+    t, why = pick_transport(cfg, 100_000, 1_000_000, program, 7, 2, False)
+    assert t is Transport.BARRIER and "barrier" in why
+    # Spark refuses barrier stages under dynamic allocation: auto falls back, forced refuses.
+    t, why = pick_transport(cfg, 100_000, 1_000_000, program, 7, 2, True)
+    assert t is Transport.SHUFFLE and "dynamic allocation" in why
+    forced = load_config(None, ["run.transport=barrier"])
+    with pytest.raises(ConfigError, match="spark.dynamicAllocation.enabled=true"):
+        pick_transport(forced, 100_000, 1_000_000, program, 7, 2, True)
+    # More than the slots' budgets hold: the shuffle transport, which can spill.
+    need = barrier_bytes(10_000_000, 100_000_000, program, 40, 2)
+    assert need > 2 * 2**30
+    t, why = pick_transport(cfg, 10_000_000, 100_000_000, program, 40, 2, False)
+    assert t is Transport.SHUFFLE and f"{need / 2**30:.1f} GB" in why
+
+
+def test_transport_is_refused_where_no_exchange_runs():
+    for mode in ("local", "procrustes", "leaf_only"):
+        with pytest.raises(ConfigError, match=f"run.mode={mode} does not run the exchange"):
+            load_config(None, [f"run.mode={mode}", "run.transport=shuffle"])
+    assert load_config(None, ["run.transport=shuffle"]).run.transport is Transport.SHUFFLE

@@ -31,7 +31,12 @@ from distne.baselines.per_subgraph import embed_subgraphs
 from distne.baselines.procrustes import fuse
 from distne.config import Config, RunMode, to_dict
 from distne.embedders import make_program
-from distne.engine.exchange import embed_exchange, pick_transport
+from distne.engine.exchange import (
+    dynamic_allocation,
+    embed_exchange,
+    pick_transport,
+    task_slots,
+)
 from distne.engine.local import embed_groups, local_bytes
 from distne.engine.program import Program
 from distne.graph import Graph
@@ -243,7 +248,13 @@ def _embed_exchange(
     summary: RunSummary,
 ) -> DataFrame:
     transport, why = pick_transport(
-        spark, config, summary.nodes, summary.edges, program, parts.leaf_count
+        config,
+        summary.nodes,
+        summary.edges,
+        program,
+        parts.leaf_count,
+        task_slots(spark),
+        dynamic_allocation(spark),
     )
     summary.plan += f"; {why}"
     progress.log(f"exchange: {why}")

@@ -495,17 +495,27 @@ def barrier_bytes(nodes: int, edges: int, program: Program, leaves: int, tasks: 
     return graph + nodes * row + tasks * (STATE_COPIES - 1) * leaf_state
 
 
+def dynamic_allocation(spark: SparkSession) -> bool:
+    """Whether executors come and go (Spark then refuses barrier stages)."""
+    return spark.conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"
+
+
 def pick_transport(
-    spark: SparkSession, config: Config, nodes: int, edges: int, program: Program, leaves: int
+    config: Config,
+    nodes: int,
+    edges: int,
+    program: Program,
+    leaves: int,
+    slots: int,
+    dynamic: bool,
 ) -> tuple[Transport, str]:
     """``run.transport``, with ``auto`` resolved, and why.
 
-    ``auto`` takes barrier unless Spark refuses it (dynamic allocation) or its estimated
-    memory (:func:`barrier_bytes`) is more than the task slots' worker budgets hold.
+    ``slots`` is :func:`task_slots`, ``dynamic`` :func:`dynamic_allocation`. ``auto`` takes
+    barrier unless Spark refuses it (dynamic allocation) or its estimated memory
+    (:func:`barrier_bytes`) is more than the task slots' worker budgets hold.
     """
     chosen = config.run.transport
-    dynamic = spark.conf.get("spark.dynamicAllocation.enabled", "false").lower() == "true"
-    slots = task_slots(spark)
     if chosen is Transport.BARRIER and dynamic:
         raise ConfigError(
             "run.transport=barrier needs Spark's barrier execution mode, which Spark refuses "
