@@ -58,10 +58,14 @@ def _check(spark, g, max_nodes, *overrides):
 
 
 # Each method, and multilevel with its Spark coarsening forced (a coarse graph of at most 150
-# nodes), which is the path a graph too big for the driver takes.
+# nodes and 600 edges), which is the path a graph too big for the driver takes.
 METHODS = {
     "multilevel": ("partition.method=multilevel",),
-    "coarsened": ("partition.method=multilevel", "partition.coarse_nodes=150"),
+    "coarsened": (
+        "partition.method=multilevel",
+        "partition.coarse_nodes=150",
+        "partition.coarse_edges=600",
+    ),
     "label_propagation": ("partition.method=label_propagation",),
 }
 
@@ -74,6 +78,16 @@ def test_power_law_graph(spark, method):
     if method == "coarsened":
         assert p.levels[0].method.coarsening_steps >= 1
         assert p.levels[0].method.coarse_nodes <= 150
+        assert p.levels[0].method.coarse_edges <= 600
+
+
+def test_coarsening_continues_until_the_edges_fit_the_driver_bound(spark):
+    # 600 nodes fit partition.coarse_nodes, but their ~1,800 edges do not fit 500.
+    g = nx.powerlaw_cluster_graph(600, 3, 0.3, seed=1)
+    p = _check(spark, g, 100, "partition.coarse_edges=500", "partition.max_levels=0")
+    how = p.levels[0].method
+    assert how.method == "multilevel" and how.coarsening_steps >= 1
+    assert how.coarse_edges <= 500
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -134,6 +134,11 @@ class PartitionConfig:
         "what the driver holds and partitions with METIS.",
         default=50_000,
     )
+    coarse_edges: int = _help(
+        "multilevel: coarsen until the coarse graph also has at most this many edges (the "
+        "driver holds them: about 24 bytes each, plus METIS's copy).",
+        default=2_000_000,
+    )
     cluster_rounds: int = _help(
         "multilevel: size-constrained label-propagation rounds per coarsening step.", default=4
     )
@@ -260,6 +265,12 @@ class Config:
             "partition.coarse_nodes",
             ">= 2",
             self.partition.coarse_nodes,
+        )
+        _check(
+            self.partition.coarse_edges >= 1,
+            "partition.coarse_edges",
+            ">= 1",
+            self.partition.coarse_edges,
         )
         _check(
             self.partition.cluster_rounds >= 1,

@@ -20,10 +20,12 @@ Coarsening step (all in Spark, cost linear in the current coarse edges):
 3. *Contraction.* Clusters become nodes weighted by how many original nodes they hold; edges
    between clusters are summed, edges inside vanish.
 
-Steps repeat until the coarse graph has at most ``partition.coarse_nodes`` nodes. Because a
+Steps repeat until the coarse graph has at most ``partition.coarse_nodes`` nodes and
+``partition.coarse_edges`` edges. Because a
 cluster holds at most ``cap`` (a tenth of a part) original nodes, the coarse graph still has
 about ten nodes per part, enough for METIS to balance. The driver then holds the coarse graph
-(bounded by ``partition.coarse_nodes`` nodes, not by the input) and partitions it into ``k``
+(bounded by ``partition.coarse_nodes`` nodes and ``partition.coarse_edges`` edges, not by the
+input) and partitions it into ``k``
 parts with METIS, allowing parts up to ``max_nodes``. The caller refines and enforces the
 hard bound.
 """
@@ -55,7 +57,8 @@ class CoarseResult:
     """The coarse partition projected to the level's nodes, and how it was reached.
 
     ``labels`` (``id``, ``part``) is None when coarsening stalled above
-    ``partition.coarse_nodes``: the caller must then use another method.
+    ``partition.coarse_nodes`` or ``partition.coarse_edges``: the caller must then use another
+    method.
     """
 
     labels: DataFrame | None
@@ -254,8 +257,13 @@ def coarse_partition(
     cur_edges = edges.select("src", "dst", "weight")
     mapping = nodes.select("id", F.col("id").alias("c"))
     n_c = n
+    m_c = edges.count() if n <= pc.coarse_nodes else None  # counted per step from here on
+
+    def too_big() -> bool:
+        return n_c > pc.coarse_nodes or (m_c is not None and m_c > pc.coarse_edges)
+
     step = 0
-    while n_c > pc.coarse_nodes and step < MAX_STEPS:
+    while too_big() and step < MAX_STEPS:
         sym = cut_lineage(symmetric(cur_edges), rt)
         labels = weights.select("id", F.col("id").alias("c"))
         for r in range(pc.cluster_rounds):
@@ -273,15 +281,16 @@ def coarse_partition(
             rt,
         )
         shrunk_to = weights.count()
+        m_c = cur_edges.count()
         step += 1
         stalled = shrunk_to > STALL * n_c
         n_c = shrunk_to
         if stalled:
             break
-    m_c = cur_edges.count()
-    if n_c > pc.coarse_nodes:
+    assert m_c is not None
+    if too_big():
         return CoarseResult(None, step, n_c, m_c)
-    # The coarse graph is bounded by partition.coarse_nodes nodes (checked just above).
+    # The coarse graph is bounded by partition.coarse_nodes and coarse_edges (checked above).
     node_t = weights.toArrow()
     edge_t = cur_edges.toArrow()
     ids = node_t.column("id").to_numpy()

@@ -116,22 +116,41 @@ class Prone:
 
     @staticmethod
     def edge_values(directed: DataFrame, keys: Sequence[str]) -> DataFrame:
-        """``*keys, r, c, w, f, ft``: the adjacency weight, ``F[r, c]`` and ``F[c, r]``."""
+        """``*keys, r, c, w, f, ft``: the adjacency weight, ``F[r, c]`` and ``F[c, r]``.
+
+        ``F[r, c] = log w_rc - log deg_r - lneg_c``, so both orientations come from two
+        per-node columns (``log deg`` and ``lneg``) joined onto the edges at either end: node
+        tables, not a join of the edge table with itself.
+        """
         k = list(keys)
         degree = directed.groupBy(*k, "r").agg(F.sum("weight").alias("deg"))
         trans = directed.join(degree, [*k, "r"]).select(
-            *k, "r", "c", "weight", (F.col("weight") / F.col("deg")).alias("t")
+            *k, "c", (F.col("weight") / F.col("deg")).alias("t")
         )
         colsum = trans.groupBy(*k, "c").agg(F.pow(F.sum("t"), 0.75).alias("neg"))
         total = colsum.groupBy(*k).agg(F.log(F.sum("neg")).alias("ltotal"))
         with_total = colsum.join(total, k) if k else colsum.crossJoin(F.broadcast(total))
-        lneg = with_total.select(*k, "c", (F.log("neg") - F.col("ltotal")).alias("lneg"))
-        f = trans.join(lneg, [*k, "c"]).select(
-            *k, "r", "c", "weight", (F.log("t") - F.col("lneg")).alias("f")
-        )
-        ft = f.select(*k, F.col("c").alias("r"), F.col("r").alias("c"), F.col("f").alias("ft"))
-        return f.join(ft, [*k, "r", "c"]).select(
-            *k, "r", "c", F.col("weight").alias("w"), "f", "ft"
+        # Every node with an edge has a degree and a column sum (the graph is symmetric).
+        node = degree.join(
+            with_total.select(
+                *k, F.col("c").alias("r"), (F.log("neg") - F.col("ltotal")).alias("lneg")
+            ),
+            [*k, "r"],
+        ).select(*k, F.col("r").alias("id"), F.log("deg").alias("ldeg"), "lneg")
+        at_r = node.withColumnsRenamed({"id": "r", "ldeg": "ldeg_r", "lneg": "lneg_r"})
+        at_c = node.withColumnsRenamed({"id": "c", "ldeg": "ldeg_c", "lneg": "lneg_c"})
+        lw = F.log("weight")
+        return (
+            directed.join(at_r, [*k, "r"])
+            .join(at_c, [*k, "c"])
+            .select(
+                *k,
+                "r",
+                "c",
+                F.col("weight").alias("w"),
+                (lw - F.col("ldeg_r") - F.col("lneg_c")).alias("f"),
+                (lw - F.col("ldeg_c") - F.col("lneg_r")).alias("ft"),
+            )
         )
 
     def products(self) -> int:
