@@ -131,8 +131,9 @@ class PartitionConfig:
     )
     coarse_nodes: int = _help(
         "multilevel: coarsen until the graph has at most this many nodes; that coarse graph is "
-        "what the driver holds and partitions with METIS.",
-        default=50_000,
+        "what the driver holds and partitions with METIS (a level graph within this bound and "
+        "partition.coarse_edges goes to METIS whole, without coarsening or refinement).",
+        default=200_000,
     )
     coarse_edges: int = _help(
         "multilevel: coarsen until the coarse graph also has at most this many edges (the "

@@ -285,6 +285,8 @@ def partition_level(
         if coarse.labels is None:
             # Coarsening stalled above partition.coarse_nodes: label propagation instead.
             how = dataclasses.replace(how, method="label_propagation (coarsening stalled)")
+        elif coarse.steps == 0:
+            labels = coarse.labels  # METIS saw the whole level: nothing left to refine
         else:
             labels = _refine(spark, coarse.labels, edges, n, config, level)
     if labels is None:
