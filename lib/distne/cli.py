@@ -22,7 +22,7 @@ from distne.errors import DistneError
 LOCAL_DEFAULTS = (
     "spark.master=local[*]",
     "spark.shuffle_partitions=8",
-    "spark.conf.spark.driver.memory=6g",
+    "spark.conf.spark.driver.memory=4g",
     "spark.conf.spark.ui.showConsoleProgress=false",
     "spark.conf.spark.databricks.delta.snapshotPartitions=2",
     "spark.conf.spark.sql.adaptive.enabled=true",

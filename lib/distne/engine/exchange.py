@@ -45,7 +45,6 @@ from __future__ import annotations
 import pickle
 import secrets
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -58,7 +57,7 @@ from pyspark.sql import functions as F
 
 from distne.config import Config, ConfigError, LineageCut, RuntimeConfig, Transport
 from distne.engine.local import BYTES_PER_DIRECTED_EDGE, STATE_COPIES, directed_edges
-from distne.engine.mesh import HALO, REQUEST, Mesh
+from distne.engine.mesh import HALO, REQUEST, Mesh, listen
 from distne.engine.program import (
     DTYPE,
     LeafBlock,
@@ -420,19 +419,14 @@ class _ProgressListener:
         self._server = socket.create_server(("", 0))
         self.port = self._server.getsockname()[1]
         self._token = token
-        threading.Thread(target=self._serve, daemon=True).start()
+        listen(self._server, self._serve)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            if conn.recv(len(self._token), socket.MSG_WAITALL) != self._token:
                 return
-            with conn:
-                if conn.recv(len(self._token), socket.MSG_WAITALL) != self._token:
-                    continue
-                while len(got := conn.recv(8, socket.MSG_WAITALL)) == 8:
-                    self.products_done = int.from_bytes(got, "big")
+            while len(got := conn.recv(8, socket.MSG_WAITALL)) == 8:
+                self.products_done = int.from_bytes(got, "big")
 
     def close(self) -> None:
         self._server.close()
@@ -574,9 +568,7 @@ def embed_exchange(
             if on_start is not None:
                 on_start(listener)
             sc.setJobDescription(f"exchange: {program.products()} products in one barrier stage")
-            task = partial(
-                _barrier_task, program, n_parts, token, (listener.host, listener.port)
-            )
+            task = partial(_barrier_task, program, n_parts, token, (listener.host, listener.port))
             try:
                 pieces = _keep_rdd(blocks.barrier().mapPartitions(task), config.runtime)
                 pieces.count()

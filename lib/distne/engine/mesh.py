@@ -38,6 +38,21 @@ class PeerLost(RuntimeError):
     """A peer task's connection closed before the program ended."""
 
 
+def listen(server: socket.socket, handle: Callable[[socket.socket], None]) -> None:
+    """Hand every connection ``server`` accepts to ``handle`` in a thread of its own, until
+    ``server`` closes."""
+
+    def loop() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
 def _read_exact(sock: socket.socket, n: int) -> bytearray | None:
     buf = bytearray(n)
     view = memoryview(buf)
@@ -74,7 +89,7 @@ class Mesh:
         self._accepted: list[socket.socket] = []
         self._server = socket.create_server(("", 0), backlog=128)
         port = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        listen(self._server, self._accept)
         self.addresses = share(f"{host}:{port}")
         self.size = len(self.addresses)
         # Connect to every peer now: each task then holds a connection from every other, so
@@ -84,15 +99,10 @@ class Mesh:
                 self._connection(target)
 
     # -- transport -------------------------------------------------------------------------
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._accepted.append(conn)
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+    def _accept(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._accepted.append(conn)
+        self._read(conn)
 
     def _read(self, conn: socket.socket) -> None:
         """Drain one peer's connection into the inbox until it says goodbye or is lost."""
