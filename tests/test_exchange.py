@@ -96,3 +96,17 @@ def test_exchange_equals_plain_prone_whatever_the_leaves(spark, case, leaves, tr
     assert (got_ids == ids).all()
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_barrier_exchange_gives_the_same_bits_on_a_rerun(spark, case):
+    # Shuffle output order varies between runs; partial sums must not follow it.
+    g, cfg, _, _ = case
+    leaf = spark.createDataFrame(
+        [(int(n), int((n * 7919) % 7)) for n in g.nodes], "id long, part long"
+    )
+    program = make_program(cfg.embedding, cfg.seed)
+    runs = [
+        _sorted(embed_exchange(spark, _edges(spark, g), leaf, program, cfg, partitions=2))[1]
+        for _ in range(2)
+    ]
+    assert np.array_equal(runs[0], runs[1])

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -232,6 +233,29 @@ def metis_parts(
     return np.asarray(parts, dtype=np.int64)
 
 
+def _metis_on_driver(
+    weights: DataFrame, edges: DataFrame, k: int, max_nodes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Collect the (bounded) coarse graph and split it with METIS: sorted ids and their parts."""
+    node_t = weights.toArrow()
+    edge_t = edges.toArrow()
+    ids = node_t.column("id").to_numpy()
+    order = np.argsort(ids)
+    ids = ids[order]
+    w = node_t.column("w").to_numpy()[order]
+    parts = metis_parts(
+        ids,
+        w,
+        edge_t.column("src").to_numpy(),
+        edge_t.column("dst").to_numpy(),
+        _integer_weights(edge_t.column("weight").to_numpy()),
+        k,
+        max_nodes,
+        seed,
+    )
+    return ids, parts
+
+
 def coarse_partition(
     spark: SparkSession,
     nodes: DataFrame,
@@ -291,23 +315,9 @@ def coarse_partition(
     if too_big():
         return CoarseResult(None, step, n_c, m_c)
     # The coarse graph is bounded by partition.coarse_nodes and coarse_edges (checked above).
-    node_t = weights.toArrow()
-    edge_t = cur_edges.toArrow()
-    ids = node_t.column("id").to_numpy()
-    order = np.argsort(ids)
-    ids = ids[order]
-    w = node_t.column("w").to_numpy()[order]
-    ew = edge_t.column("weight").to_numpy()
-    parts = metis_parts(
-        ids,
-        w,
-        edge_t.column("src").to_numpy(),
-        edge_t.column("dst").to_numpy(),
-        _integer_weights(ew),
-        k,
-        pc.max_nodes,
-        seed,
-    )
+    ids, parts = _metis_on_driver(weights, cur_edges, k, pc.max_nodes, seed)
+    # Arrow's allocator keeps freed buffers for reuse; the driver has no further use for them.
+    pa.default_memory_pool().release_unused()
     table = spark.createDataFrame(pd.DataFrame({"c": ids, "part": parts}))
     labels = mapping.join(F.broadcast(table), "c").select("id", "part")
     return CoarseResult(cut_lineage(labels, rt), step, n_c, m_c)

@@ -456,7 +456,8 @@ def _barrier_task(
     """One task of the barrier stage: run ``program`` on this partition's leaves, with peers."""
     ctx = BarrierTaskContext.get()
     rank = ctx.partitionId()
-    leaves = {int(part): block for part, (_, block) in records}
+    # Leaf order fixes the order of every partial sum (shuffle output order is not fixed).
+    leaves = dict(sorted(((int(p), b) for p, (_, b) in records), key=lambda kv: kv[0]))
     host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
     mesh = Mesh(rank, ctx.allGather, host, token)
     try:
