@@ -70,9 +70,7 @@ def cluster(tmp_path_factory):
                     stderr=subprocess.STDOUT,
                 )
             )
-        _wait(
-            lambda: master_log.read_text().count("Registering worker") >= 2, "two workers"
-        )
+        _wait(lambda: master_log.read_text().count("Registering worker") >= 2, "two workers")
         yield url
     finally:
         for p in reversed(procs):
