@@ -261,11 +261,13 @@ def coarse_partition(
     nodes: DataFrame,
     edges: DataFrame,
     n: int,
+    m: int,
     k: int,
     config: Config,
     level: int,
 ) -> CoarseResult:
-    """Coarsen ``nodes``/``edges`` (``n`` nodes) in Spark, split the result into ``k`` parts.
+    """Coarsen ``nodes``/``edges`` (``n`` nodes, ``m`` edges, counted by the caller) in Spark,
+    split the result into ``k`` parts.
 
     Returns the parts projected to every node (before refinement), or ``labels=None`` when the
     graph would not coarsen below ``partition.coarse_nodes``.
@@ -276,15 +278,14 @@ def coarse_partition(
     cap = math.floor(pc.fill * pc.max_nodes / CLUSTERS_PER_PART)
     if cap < 2 and n > pc.coarse_nodes:
         # Clusters of one node: nothing can merge, the graph cannot coarsen.
-        return CoarseResult(None, 0, n, edges.count())
+        return CoarseResult(None, 0, n, m)
     weights = nodes.select("id", F.lit(1.0).alias("w"))
     cur_edges = edges.select("src", "dst", "weight")
     mapping = nodes.select("id", F.col("id").alias("c"))
-    n_c = n
-    m_c = edges.count() if n <= pc.coarse_nodes else None  # counted per step from here on
+    n_c, m_c = n, m
 
     def too_big() -> bool:
-        return n_c > pc.coarse_nodes or (m_c is not None and m_c > pc.coarse_edges)
+        return n_c > pc.coarse_nodes or m_c > pc.coarse_edges
 
     step = 0
     while too_big() and step < MAX_STEPS:
@@ -311,7 +312,6 @@ def coarse_partition(
         n_c = shrunk_to
         if stalled:
             break
-    assert m_c is not None
     if too_big():
         return CoarseResult(None, step, n_c, m_c)
     # The coarse graph is bounded by partition.coarse_nodes and coarse_edges (checked above).

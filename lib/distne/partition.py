@@ -259,6 +259,7 @@ def partition_level(
     nodes: DataFrame,
     edges: DataFrame,
     n: int,
+    m: int,
     config: Config,
     level: Level,
 ) -> tuple[DataFrame, LevelMethod]:
@@ -267,7 +268,7 @@ def partition_level(
     Args:
         nodes: ``id`` of every node at this level.
         edges: ``src``, ``dst``, ``weight`` among those nodes, each pair once.
-        n: number of nodes (already counted by the caller).
+        n, m: numbers of nodes and edges (already counted by the caller).
 
     Returns:
         ``id``, ``part`` with parts numbered densely from 0, and how the level was partitioned.
@@ -280,7 +281,7 @@ def partition_level(
     labels: DataFrame | None = None
     how = LevelMethod(pc.method.value)
     if pc.method is PartitionMethod.MULTILEVEL:
-        coarse = coarse_partition(spark, nodes, edges, n, k, config, level)
+        coarse = coarse_partition(spark, nodes, edges, n, m, k, config, level)
         how = LevelMethod(pc.method.value, coarse.steps, coarse.coarse_nodes, coarse.coarse_edges)
         if coarse.labels is None:
             # Coarsening stalled above partition.coarse_nodes: label propagation instead.
@@ -331,7 +332,7 @@ def partition(
     while True:
         start = time.perf_counter()
         m = cur_edges.count()
-        labels, how = partition_level(spark, cur_nodes, cur_edges, n, config, level)
+        labels, how = partition_level(spark, cur_nodes, cur_edges, n, m, config, level)
         sizes = _part_sizes(labels)
         tagged = cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src").join(
             labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst"

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from pyspark import RDD, StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -41,9 +42,10 @@ def hash_bucket(seed: int, k: int, *cols: Column | str | int) -> Column:
 def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
     """Materialise ``df`` and cut its plan, as ``runtime.lineage`` says.
 
-    Iterative and recursive plans grow with every round; this is the one place where the
-    pipeline cuts them. ``local_checkpoint`` keeps the data in executor storage (fast, lost
-    with an executor); ``checkpoint`` writes it to ``runtime.checkpoint_dir`` (reliable).
+    Iterative and recursive plans grow with every round; this (and :func:`cut_rdd_lineage`
+    for the exchange's RDDs) is where the pipeline cuts them. ``local_checkpoint`` keeps the
+    data in executor storage (fast, lost with an executor); ``checkpoint`` writes it to
+    ``runtime.checkpoint_dir`` (reliable).
 
     A checkpointed plan keeps the *size estimate* of the plan it replaced, and Spark estimates
     an inner join's size as the product of its inputs' sizes: over rounds of join-then-cut the
@@ -58,6 +60,17 @@ def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
     jspark = cut.sparkSession._jsparkSession
     fresh = jspark.createDataFrame(cut._jdf.rdd(), cut._jdf.schema())
     return DataFrame(fresh, cut.sparkSession)
+
+
+def cut_rdd_lineage(rdd: RDD, runtime: RuntimeConfig) -> RDD:
+    """Cache ``rdd`` and mark its lineage to be cut, as ``runtime.lineage`` says; the next
+    action on it materialises both (the caller picks the action, e.g. one that also reduces)."""
+    rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
+    if runtime.lineage is LineageCut.CHECKPOINT:
+        rdd.checkpoint()
+    else:
+        rdd.localCheckpoint()
+    return rdd
 
 
 class Progress:

@@ -55,7 +55,7 @@ from pyspark import RDD, BarrierTaskContext, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from distne.config import Config, ConfigError, LineageCut, RuntimeConfig, Transport
+from distne.config import Config, ConfigError, Transport
 from distne.engine.local import BYTES_PER_DIRECTED_EDGE, STATE_COPIES, directed_edges
 from distne.engine.mesh import HALO, REQUEST, Mesh, listen
 from distne.engine.program import (
@@ -70,7 +70,7 @@ from distne.engine.program import (
     signs_of,
 )
 from distne.graph import VECTORS_SCHEMA, vectors_table
-from distne.sparkutil import cut_lineage
+from distne.sparkutil import cut_lineage, cut_rdd_lineage
 
 
 def _leaf_key(part: int) -> int:
@@ -214,16 +214,6 @@ def _vectors_frame(spark: SparkSession, pieces: RDD) -> DataFrame:
     return frame.mapInArrow(unpack, VECTORS_SCHEMA)
 
 
-def _keep_rdd(rdd: RDD, runtime: RuntimeConfig) -> RDD:
-    """Cache ``rdd`` and mark its lineage to be cut as ``runtime.lineage`` says."""
-    rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
-    if runtime.lineage is LineageCut.CHECKPOINT:
-        rdd.checkpoint()
-    else:
-        rdd.localCheckpoint()
-    return rdd
-
-
 class ShuffleExchange:
     """The shuffle transport's distributed state; implements the engine's Backend over leaves.
 
@@ -265,7 +255,7 @@ class ShuffleExchange:
         The job that materialises it also returns the Gram matrix of columns ``gram`` of the
         new state, if asked (saving the separate job a whitening would start with).
         """
-        rdd = _keep_rdd(rdd, self.config.runtime)
+        rdd = cut_rdd_lineage(rdd, self.config.runtime)
         if gram is None:
             rdd.count()
             result = None
@@ -557,7 +547,8 @@ def embed_exchange(
         The vectors, materialised (the exchange's cached state is released before returning).
     """
     if transport is Transport.BARRIER:
-        partitions = min(partitions or task_slots(spark), task_slots(spark))
+        slots = task_slots(spark)
+        partitions = min(partitions or slots, slots)
     blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions)
     sc = spark.sparkContext
     state: ShuffleExchange | None = None
@@ -571,7 +562,7 @@ def embed_exchange(
             sc.setJobDescription(f"exchange: {program.products()} products in one barrier stage")
             task = partial(_barrier_task, program, n_parts, token, (listener.host, listener.port))
             try:
-                pieces = _keep_rdd(blocks.barrier().mapPartitions(task), config.runtime)
+                pieces = cut_rdd_lineage(blocks.barrier().mapPartitions(task), config.runtime)
                 pieces.count()
             finally:
                 listener.close()

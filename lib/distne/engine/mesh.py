@@ -68,6 +68,8 @@ def _read_exact(sock: socket.socket, n: int) -> bytearray | None:
 class Mesh:
     """One task's end of the all-to-all connections of a barrier stage.
 
+    Its methods are called from the task's one thread; only the readers run beside it.
+
     Args:
         rank: this task's index in the stage (its partition id).
         share: sends this task's ``host:port`` and returns every task's, by rank
@@ -85,7 +87,6 @@ class Mesh:
         self._lost: str | None = None
         self._closing = False
         self._out: dict[int, socket.socket] = {}
-        self._out_locks: dict[int, threading.Lock] = {}
         self._accepted: list[socket.socket] = []
         self._server = socket.create_server(("", 0), backlog=128)
         port = self._server.getsockname()[1]
@@ -96,7 +97,7 @@ class Mesh:
         # a peer that dies is noticed by all (its sockets close) even before it sends.
         for target in range(self.size):
             if target != rank:
-                self._connection(target)
+                self._out[target] = self._connect(target)
 
     # -- transport -------------------------------------------------------------------------
     def _accept(self, conn: socket.socket) -> None:
@@ -129,16 +130,13 @@ class Mesh:
                 self._lost = "a peer task's connection closed before the program ended"
                 self._cond.notify_all()
 
-    def _connection(self, target: int) -> tuple[socket.socket, threading.Lock]:
-        if target not in self._out:
-            host, port = self.addresses[target].rsplit(":", 1)
-            sock = socket.create_connection((host, int(port)), timeout=120)
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(self.token)
-            self._out[target] = sock
-            self._out_locks[target] = threading.Lock()
-        return self._out[target], self._out_locks[target]
+    def _connect(self, target: int) -> socket.socket:
+        host, port = self.addresses[target].rsplit(":", 1)
+        sock = socket.create_connection((host, int(port)), timeout=120)
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(self.token)
+        return sock
 
     def send(self, target: int, kind: int, source: int, dest: int, payload: Any) -> None:
         """Send bytes (or a contiguous array's buffer) to task ``target``, under this round."""
@@ -149,11 +147,10 @@ class Mesh:
                 self._inbox[key] = bytearray(data)
                 self._cond.notify_all()
             return
-        sock, lock = self._connection(target)
-        with lock:
-            sock.sendall(_HEADER.pack(*key, data.nbytes))
-            if data.nbytes:
-                sock.sendall(data)
+        sock = self._out[target]
+        sock.sendall(_HEADER.pack(*key, data.nbytes))
+        if data.nbytes:
+            sock.sendall(data)
 
     def receive(self, kind: int, source: int, dest: int) -> bytearray:
         """The message of this round keyed ``(kind, source, dest)``; waits until it arrives."""
