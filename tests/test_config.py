@@ -64,13 +64,17 @@ def test_missing_config_file(tmp_path):
 def test_local_mode_refuses_a_leaf_bound():
     with pytest.raises(ConfigError, match="run.mode=local .* does not partition"):
         load_config(None, ["run.mode=local", "partition.max_nodes=500"])
+    with pytest.raises(ConfigError, match="found partition.max_edges=9"):
+        load_config(None, ["run.mode=local", "partition.max_edges=9"])
+    with pytest.raises(ConfigError, match="partition.max_edges.*>= 1.*0"):
+        load_config(None, ["partition.max_edges=0"])
     cfg = load_config(None, ["run.mode=procrustes", "partition.max_levels=2"])
     assert cfg.partition.max_levels == 2
 
 
 def test_plan_picks_local_when_the_graph_fits_and_sizes_leaves_otherwise():
     from distne.embedders import make_program
-    from distne.engine.local import local_bytes
+    from distne.engine.local import BYTES_PER_DIRECTED_EDGE, local_bytes
     from distne.pipeline import plan_run
 
     cfg = load_config(None, ["run.worker_memory_gb=1"])
@@ -89,6 +93,15 @@ def test_plan_picks_local_when_the_graph_fits_and_sizes_leaves_otherwise():
     forced = load_config(None, ["run.mode=exchange"])
     plan = plan_run(forced, 4_000, 40_000, 8, program)
     assert plan.max_nodes == 625  # 4,000 nodes / (0.8 fill * 8 cores)
+    # The edge bound, unset: what the worker budget holds beside a leaf of max_nodes nodes.
+    leaf_state = local_bytes(625, 0, program)
+    budget = forced.run.worker_memory_gb * 2**30
+    assert plan.max_edges == (budget - leaf_state) // BYTES_PER_DIRECTED_EDGE
+    # Set below the graph's edge rows, it partitions even a graph that fits one worker.
+    rows = load_config(None, ["partition.max_edges=50000"])
+    plan = plan_run(rows, 4_000, 40_000, 2, program)
+    assert plan.mode is RunMode.EXCHANGE and plan.max_edges == 50_000
+    assert "80,000 edge rows > partition.max_edges=50,000" in plan.reason
 
 
 def test_transport_takes_barrier_where_it_fits_and_says_why_otherwise():

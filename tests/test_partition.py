@@ -25,6 +25,7 @@ def _frames(spark, g):
 
 def _check(spark, g, max_nodes, *overrides):
     cfg = make_config(f"partition.max_nodes={max_nodes}", *overrides)
+    max_edges = cfg.partition.max_edges
     nodes, edges = _frames(spark, g)
     p = partition(spark, nodes, edges, cfg)
     rows = p.membership.collect()
@@ -49,6 +50,16 @@ def _check(spark, g, max_nodes, *overrides):
         border = {x for e in cut for x in e}
         assert s.cut_edges == len(cut) and s.border_nodes == len(border)
         assert s.edges == current.number_of_edges()
+        # Edge rows of a part: the sum of its nodes' degrees within the level's graph.
+        rows: dict[int, int] = {}
+        members: dict[int, int] = {}
+        for x in current.nodes:
+            rows[parts[x]] = rows.get(parts[x], 0) + current.degree(x)
+            members[parts[x]] = members.get(parts[x], 0) + 1
+        assert s.max_subgraph_edges == max(rows.values())
+        if max_edges is not None:
+            over = [q for q, r in rows.items() if r > max_edges and members[q] > 1]
+            assert not over, f"level {s.level}: parts {over} over max_edges={max_edges}"
         inside = {(r["src"], r["dst"]) for r in p.level_edges[s.level].collect()}
         assert inside == {(min(u, v), max(u, v)) for u, v in current.edges if parts[u] == parts[v]}
         if s.level + 1 in by_level:
@@ -105,6 +116,39 @@ def test_clique_core_terminates(spark, method):
     g = nx.complete_graph(120)
     p = _check(spark, g, 50, *METHODS[method])
     assert p.levels[-1].level <= DEFAULT_MAX_LEVELS
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_edge_bound_splits_parts_of_hubs(spark, method):
+    # Hubs and their neighbourhoods fit the node bound but not the edge bound.
+    g = nx.powerlaw_cluster_graph(400, 3, 0.3, seed=3)
+    hubs = nx.disjoint_union_all([nx.star_graph(60) for _ in range(3)])
+    g = nx.disjoint_union(g, hubs)
+    free = _check(spark, g, 100, "partition.max_levels=0", *METHODS[method])
+    assert free.levels[0].max_subgraph_edges > 150
+    bounded = _check(
+        spark, g, 100, "partition.max_levels=0", "partition.max_edges=150", *METHODS[method]
+    )
+    assert bounded.leaf_count > free.leaf_count
+    # Each star's hub has degree 60 (<= 150), so no part exceeds the bound at all.
+    assert bounded.levels[0].max_subgraph_edges <= 150
+
+
+def test_edge_bound_splits_a_graph_within_the_node_bound(spark):
+    # 34 nodes fit max_nodes=100, but 156 edge rows do not fit 40; the hubs (degree 16 and
+    # 17) fit alone. The border levels are bounded too.
+    g = nx.karate_club_graph()
+    p = _check(spark, g, 100, "partition.max_edges=40", "partition.max_levels=2")
+    assert p.levels[0].method.method == "one part, split by edges"
+    assert p.leaf_count >= 4
+
+
+def test_a_node_over_the_edge_bound_gets_a_part_of_its_own(spark):
+    g = nx.star_graph(30)  # hub degree 30 > 20
+    p = _check(spark, g, 100, "partition.max_edges=20", "partition.max_levels=0")
+    leaf = {r["id"]: r["part"] for r in p.membership.collect()}
+    assert sum(1 for x in leaf.values() if x == leaf[0]) == 1
+    assert p.levels[0].max_subgraph_edges == 30
 
 
 def test_stalled_coarsening_falls_back_to_label_propagation(spark):

@@ -3,7 +3,7 @@
 import networkx as nx
 import numpy as np
 from distne.multilevel import _integer_weights, metis_parts
-from distne.partition import size_histogram
+from distne.partition import greedy_chunks, size_histogram
 
 
 def test_size_histogram_bins_by_tenths_of_the_bound():
@@ -52,3 +52,27 @@ def test_metis_parts_keep_the_bound_for_few_parts():
         limit = int(3000 / k / 0.8)
         parts = metis_parts(ids, np.ones(3000), src, dst, np.ones(len(src), np.int64), k, limit, 7)
         assert np.bincount(parts).max() <= limit and len(np.unique(parts)) == k
+
+
+def _greedy_by_hand(rows, bound):
+    out, chunk, total = [], 0, 0
+    for i, r in enumerate(rows):
+        if i and total + r > bound:
+            chunk, total = chunk + 1, 0
+        out.append(chunk)
+        total += r
+    return out
+
+
+def test_greedy_chunks_matches_a_loop_and_keeps_the_bound():
+    rng = np.random.default_rng(0)
+    for case in range(200):
+        rows = rng.integers(0, 30, size=int(rng.integers(1, 60)))
+        bound = int(rng.integers(1, 80))
+        chunk = greedy_chunks(rows, bound)
+        assert chunk.tolist() == _greedy_by_hand(rows.tolist(), bound), case
+        for c in np.unique(chunk):
+            inside = rows[chunk == c]
+            assert inside.sum() <= bound or len(inside) == 1
+    assert greedy_chunks(np.array([5, 50, 5]), 10).tolist() == [0, 1, 2]
+    assert greedy_chunks(np.array([], dtype=np.int64), 10).tolist() == []

@@ -43,6 +43,7 @@ def ppi_run(spark, tmp_path_factory, ppi_split):
         f"input.path={ppi_split / 'train'}",
         f"output.path={out}",
         "partition.max_nodes=500",
+        "partition.max_edges=5000",  # below what METIS's parts hold: some are split
         "embedding.dim=32",
     )
     return cfg, run(spark, cfg)
@@ -95,6 +96,8 @@ def test_run_is_recorded_in_the_delta_commit(spark, ppi_run):
     assert meta["seed"] == cfg.seed
     assert meta["mode"] == "exchange" and "leaves of at most" not in meta["plan"]
     assert meta["config"]["partition"]["max_nodes"] == 500
+    assert meta["partition"]["max_edges"] == 5000
+    assert meta["partition"]["per_level"][0]["max_subgraph_edges"] <= 5000
     # The exchange backend embeds all leaves in one frame in one stage ("embed").
     assert set(meta["seconds"]) >= {"ingest", "partition", "embed"}
     assert summary.delta_version == 0

@@ -119,6 +119,13 @@ class PartitionConfig:
         "run.worker_memory_gb (at least one leaf per core, each leaf within the budget).",
         default=None,
     )
+    max_edges: int | None = _help(
+        "Hard upper bound on edge rows per leaf subgraph (the sum of its nodes' degrees: the "
+        "rows of its blocks), so a leaf of hubs cannot outgrow a worker. Parts over it are "
+        "split in id order; a single node of higher degree gets a leaf of its own. Unset: "
+        "what run.worker_memory_gb holds beside a leaf of max_nodes nodes.",
+        default=None,
+    )
     method: PartitionMethod = _help(
         "multilevel (coarsen in Spark, METIS on the coarse graph, refine; fewest cut edges), "
         "label_propagation (size-constrained, from a hash start) or hash (baseline).",
@@ -246,6 +253,13 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
+        if self.partition.max_edges is not None:
+            _check(
+                self.partition.max_edges >= 1,
+                "partition.max_edges",
+                ">= 1",
+                self.partition.max_edges,
+            )
         if self.partition.max_nodes is not None:
             _check(
                 self.partition.max_nodes >= 2,
@@ -294,12 +308,14 @@ class Config:
                     f"no border levels. Found partition.max_levels="
                     f"{self.partition.max_levels}: unset it or choose a baseline mode."
                 )
-        if self.run.mode is RunMode.LOCAL and self.partition.max_nodes is not None:
-            raise ConfigError(
-                f"run.mode=local embeds the whole graph in one worker and does not partition; "
-                f"found partition.max_nodes={self.partition.max_nodes}. Unset it, or use "
-                f"run.mode=exchange (or auto) to partition."
-            )
+        for key in ("max_nodes", "max_edges"):
+            value = getattr(self.partition, key)
+            if self.run.mode is RunMode.LOCAL and value is not None:
+                raise ConfigError(
+                    f"run.mode=local embeds the whole graph in one worker and does not "
+                    f"partition; found partition.{key}={value}. Unset it, or use "
+                    f"run.mode=exchange (or auto) to partition."
+                )
         if self.run.transport is not Transport.AUTO and self.run.mode not in (
             RunMode.AUTO,
             RunMode.EXCHANGE,

@@ -16,8 +16,11 @@ Then size-constrained label propagation refines the parts (in the spirit of Spin
 et al. 2017): in each round a node wants the part holding most of its edge weight, and each
 part admits the movers that gain most up to its free room, so no part grows past
 ``max_nodes``. A final repair splits any part still over ``max_nodes`` (only a hash start can
-produce one), so the bound is hard. Only per-part counts (one row per part) and, for
-multilevel, the bounded coarse graph reach the driver.
+produce one), so the bound is hard. Then any part whose *edge rows* (the sum of its nodes'
+degrees: the rows of its blocks in the embedder) exceed ``partition.max_edges`` is split in
+id order into parts within it, so a part full of hubs cannot outgrow a worker; a node whose
+degree alone exceeds the bound gets a part of its own. Only per-part counts (one row per part)
+and, for multilevel, the bounded coarse graph reach the driver.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+import numpy as np
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -63,6 +68,7 @@ class LevelStats:
     subgraphs: int
     max_subgraph_nodes: int
     min_subgraph_nodes: int
+    max_subgraph_edges: int  # edge rows: the sum of the part's degrees
     cut_edges: int
     border_nodes: int
     seconds: float
@@ -93,6 +99,7 @@ class Partitioning:
     levels: list[LevelStats]
     stop_reason: str
     max_nodes: int
+    max_edges: int | None = None
 
     @property
     def leaf_count(self) -> int:
@@ -102,6 +109,8 @@ class Partitioning:
         lv0 = self.levels[0]
         return {
             "leaf_subgraphs": lv0.subgraphs,
+            "max_nodes": self.max_nodes,
+            "max_edges": self.max_edges,
             "levels": len(self.levels),
             "fill_ratio": round(lv0.nodes / (lv0.subgraphs * self.max_nodes), 4),
             "leaf_size_histogram": list(lv0.size_histogram),
@@ -223,6 +232,89 @@ def _enforce_bound(spark: SparkSession, labels: DataFrame, max_nodes: int, seed:
     return ok.union(fixed)
 
 
+def greedy_chunks(rows: np.ndarray, bound: int) -> np.ndarray:
+    """Cut a sequence of nodes into consecutive chunks whose ``rows`` sum to at most ``bound``.
+
+    Each chunk takes as many nodes as fit (fewest chunks for the order); a node with more rows
+    than ``bound`` is a chunk of its own. Returns each node's chunk number, from 0.
+    """
+    cum = np.cumsum(rows, dtype=np.int64)
+    chunk = np.empty(len(rows), dtype=np.int64)
+    start, base, c = 0, 0, 0
+    while start < len(rows):
+        end = max(start + 1, int(np.searchsorted(cum, base + bound, side="right")))
+        chunk[start:end] = c
+        base, start, c = int(cum[end - 1]), end, c + 1
+    return chunk
+
+
+def _chunk_udf(bound: int):
+    def split(table: pa.Table) -> pa.Table:
+        """Grouped Arrow function: one part's ``id, part, rows`` -> ``id, part, chunk, rows``."""
+        order = np.argsort(table.column("id").to_numpy())
+        ids = table.column("id").to_numpy()[order]
+        rows = table.column("rows").to_numpy()[order]
+        part = table.column("part").to_numpy()[order]
+        chunk = greedy_chunks(rows, bound)
+        return pa.table({"id": ids, "part": part, "chunk": chunk, "rows": rows})
+
+    return split
+
+
+def _bound_edges(
+    spark: SparkSession,
+    labels: DataFrame,
+    edges: DataFrame,
+    max_edges: int | None,
+    config: Config,
+) -> tuple[DataFrame, dict[int, int]]:
+    """Split parts with more than ``max_edges`` edge rows; the labels and each part's rows.
+
+    ``labels`` has dense parts from 0. Split parts keep their number for their first chunk;
+    the other chunks are numbered after the last part.
+    """
+    ends = edges.select(F.col("src").alias("id")).unionAll(edges.select(F.col("dst").alias("id")))
+    degree = ends.groupBy("id").agg(F.count("*").alias("rows"))
+    node_rows = labels.join(degree, "id", "left").select(
+        "id", "part", F.coalesce(F.col("rows"), F.lit(0)).cast("long").alias("rows")
+    )
+    # One row per part.
+    sums = {
+        int(r["part"]): int(r["rows"])
+        for r in node_rows.groupBy("part").agg(F.sum("rows").alias("rows")).collect()
+    }
+    heavy = sorted(p for p, rows in sums.items() if max_edges is not None and rows > max_edges)
+    if not heavy:
+        return labels, sums
+    assert max_edges is not None
+    which = _small_table(spark, [(p, 0.0) for p in heavy], "heavy").select("part")
+    # A group is one part, at most max_nodes rows: bounded by design.
+    chunks = cut_lineage(
+        node_rows.join(which, "part")
+        .groupBy("part")
+        .applyInArrow(_chunk_udf(max_edges), "id long, part long, chunk long, rows long"),
+        config.runtime,
+    )
+    # One row per new part.
+    pieces = sorted(
+        (int(r["part"]), int(r["chunk"]), int(r["rows"]))
+        for r in chunks.groupBy("part", "chunk").agg(F.sum("rows").alias("rows")).collect()
+    )
+    next_id = len(sums)
+    renumber: list[tuple[int, float]] = []
+    for part, chunk, rows in pieces:
+        new = part if chunk == 0 else next_id
+        next_id += chunk != 0
+        renumber.append((part * len(pieces) + chunk, float(new)))
+        sums[new] = rows
+    key = F.col("part") * len(pieces) + F.col("chunk")
+    moved = chunks.withColumn("key", key).join(
+        _small_table(spark, renumber, "new").withColumnRenamed("part", "key"), "key"
+    )
+    kept = labels.join(which, "part", "left_anti").select("id", "part")
+    return kept.union(moved.select("id", F.col("new").cast("long").alias("part"))), sums
+
+
 # Refinement stops when a round moves at most this share of the level's nodes.
 SETTLED = 0.002
 
@@ -262,8 +354,9 @@ def partition_level(
     m: int,
     config: Config,
     level: Level,
-) -> tuple[DataFrame, LevelMethod]:
-    """Partition one level's graph into parts of at most ``max_nodes`` nodes.
+) -> tuple[DataFrame, LevelMethod, dict[int, int]]:
+    """Partition one level's graph into parts of at most ``max_nodes`` nodes (and, if set,
+    ``max_edges`` edge rows).
 
     Args:
         nodes: ``id`` of every node at this level.
@@ -271,11 +364,16 @@ def partition_level(
         n, m: numbers of nodes and edges (already counted by the caller).
 
     Returns:
-        ``id``, ``part`` with parts numbered densely from 0, and how the level was partitioned.
+        ``id``, ``part`` with parts numbered densely from 0, how the level was partitioned,
+        and each part's edge rows.
     """
     pc = config.partition
     if n <= pc.max_nodes:
-        return nodes.select("id", F.lit(0).cast("long").alias("part")), LevelMethod("one part")
+        one = nodes.select("id", F.lit(0).cast("long").alias("part"))
+        if pc.max_edges is None or 2 * m <= pc.max_edges:
+            return one, LevelMethod("one part"), {0: 2 * m}
+        labels, rows = _bound_edges(spark, one, edges, pc.max_edges, config)
+        return cut_lineage(labels, config.runtime), LevelMethod("one part, split by edges"), rows
     k = max(2, math.ceil(n / (pc.fill * pc.max_nodes)))
     seed = config.seed
     labels: DataFrame | None = None
@@ -295,7 +393,9 @@ def partition_level(
         labels = cut_lineage(labels, config.runtime)
         if pc.method is not PartitionMethod.HASH:
             labels = _refine(spark, labels, edges, n, config, level)
-    return cut_lineage(_enforce_bound(spark, labels, pc.max_nodes, seed), config.runtime), how
+    labels = cut_lineage(_enforce_bound(spark, labels, pc.max_nodes, seed), config.runtime)
+    labels, rows = _bound_edges(spark, labels, edges, pc.max_edges, config)
+    return cut_lineage(labels, config.runtime), how, rows
 
 
 def partition(
@@ -332,7 +432,7 @@ def partition(
     while True:
         start = time.perf_counter()
         m = cur_edges.count()
-        labels, how = partition_level(spark, cur_nodes, cur_edges, n, m, config, level)
+        labels, how, rows = partition_level(spark, cur_nodes, cur_edges, n, m, config, level)
         sizes = _part_sizes(labels)
         tagged = cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src").join(
             labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst"
@@ -355,6 +455,7 @@ def partition(
                 subgraphs=len(sizes),
                 max_subgraph_nodes=max(sizes.values()),
                 min_subgraph_nodes=min(sizes.values()),
+                max_subgraph_edges=max(rows.values()),
                 cut_edges=cut_edges,
                 border_nodes=n_border,
                 seconds=round(time.perf_counter() - start, 3),
@@ -384,7 +485,8 @@ def partition(
         cur_nodes = border
         n = n_border
         level += 1
-        if n <= pc.max_nodes:
+        m_border = cur_edges.count()
+        if n <= pc.max_nodes and (pc.max_edges is None or 2 * m_border <= pc.max_edges):
             # The border fits in one subgraph: it is the top level, in one frame.
             start = time.perf_counter()
             labels = cur_nodes.select("id", F.lit(0).cast("long").alias("part"))
@@ -396,10 +498,11 @@ def partition(
                 LevelStats(
                     level=level,
                     nodes=n,
-                    edges=cur_edges.count(),
+                    edges=m_border,
                     subgraphs=1,
                     max_subgraph_nodes=n,
                     min_subgraph_nodes=n,
+                    max_subgraph_edges=2 * m_border,
                     cut_edges=0,
                     border_nodes=0,
                     seconds=round(time.perf_counter() - start, 3),
@@ -419,4 +522,5 @@ def partition(
         levels=stats,
         stop_reason=reason,
         max_nodes=pc.max_nodes,
+        max_edges=pc.max_edges,
     )

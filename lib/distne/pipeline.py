@@ -37,7 +37,7 @@ from distne.engine.exchange import (
     pick_transport,
     task_slots,
 )
-from distne.engine.local import embed_groups, local_bytes
+from distne.engine.local import BYTES_PER_DIRECTED_EDGE, embed_groups, local_bytes
 from distne.engine.program import Program
 from distne.graph import Graph
 from distne.ingest import ingest
@@ -51,7 +51,8 @@ class Plan:
     """How a run embeds, decided from the graph's size, the config and the cluster."""
 
     mode: RunMode
-    max_nodes: int | None  # the leaf bound (None for local)
+    max_nodes: int | None  # the leaf bounds (None for local)
+    max_edges: int | None
     # Worker budgets the whole graph needs, at least one per core: the leaf count when
     # max_nodes is unset, and the exchange's Spark partitions (a task holds its partition's
     # leaves at once, so each partition must fit a worker).
@@ -74,17 +75,34 @@ def plan_run(config: Config, nodes: int, edges: int, parallelism: int, program: 
     gb = f"{need / 2**30:.2f} GB estimated for the whole graph, budget {budget / 2**30:.1f} GB"
     reason = f"run.mode={mode.value}"
     if mode is RunMode.AUTO:
-        fits = need <= budget and (pc.max_nodes is None or nodes <= pc.max_nodes)
-        mode = RunMode.LOCAL if fits else RunMode.EXCHANGE
+        fits = need <= budget
         reason = f"auto: {'fits' if fits else 'does not fit'} one worker ({gb})"
         if pc.max_nodes is not None and nodes > pc.max_nodes:
+            fits = False
             reason = f"auto: {nodes:,} nodes > partition.max_nodes={pc.max_nodes:,}"
-    max_nodes = pc.max_nodes
+        if pc.max_edges is not None and 2 * edges > pc.max_edges:
+            fits = False
+            reason = f"auto: {2 * edges:,} edge rows > partition.max_edges={pc.max_edges:,}"
+        mode = RunMode.LOCAL if fits else RunMode.EXCHANGE
+    max_nodes, max_edges = pc.max_nodes, pc.max_edges
     partitions = max(parallelism, math.ceil(need / budget))
-    if mode is not RunMode.LOCAL and max_nodes is None:
+    if mode is RunMode.LOCAL:
+        return Plan(mode, None, None, partitions, reason)
+    if max_nodes is None:
         max_nodes = max(2, math.ceil(nodes / (pc.fill * partitions)))
         reason += f"; {partitions} leaves of at most {max_nodes:,} nodes"
-    return Plan(mode, max_nodes, partitions, reason)
+    if max_edges is None:
+        max_edges = leaf_edge_bound(budget, max_nodes, program)
+    return Plan(mode, max_nodes, max_edges, partitions, reason)
+
+
+def leaf_edge_bound(budget: float, max_nodes: int, program: Program) -> int:
+    """The edge rows a worker's ``budget`` holds beside the state of ``max_nodes`` nodes.
+
+    At least ``max_nodes`` (a bound below one edge per node would split every leaf).
+    """
+    state = local_bytes(max_nodes, 0, program)
+    return max(max_nodes, int((budget - state) // BYTES_PER_DIRECTED_EDGE))
 
 
 @dataclass
@@ -115,13 +133,15 @@ class RunSummary:
         if self.partition:
             lines += [
                 f"leaf subgraphs   {self.leaf_subgraphs:,} (max "
-                f"{self.partition.get('max_nodes'):,} nodes each, fill "
+                f"{self.partition.get('max_nodes'):,} nodes and "
+                f"{self.partition.get('max_edges') or 0:,} edge rows each, fill "
                 f"{self.partition.get('fill_ratio')})",
                 f"levels           {self.levels} ({self.partition.get('stop_reason')})",
             ]
         for lv in self.partition.get("per_level", []):
             lines.append(
                 f"  level {lv['level']}: {lv['nodes']:,} nodes, {lv['subgraphs']} subgraphs, "
+                f"largest {lv['max_subgraph_edges']:,} edge rows, "
                 f"cut {lv['cut_fraction']:.1%} of {lv['edges']:,} edges, "
                 f"{lv['border_nodes']:,} border nodes, {lv['seconds']:.1f}s"
                 + (f" ({lv['method']['method']})" if lv.get("method") else "")
@@ -186,18 +206,22 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         summary.seconds["embed"] = t["seconds"]
     else:
         part_config = dataclasses.replace(
-            config, partition=dataclasses.replace(config.partition, max_nodes=plan.max_nodes)
+            config,
+            partition=dataclasses.replace(
+                config.partition, max_nodes=plan.max_nodes, max_edges=plan.max_edges
+            ),
         )
         # The exchange embeds the leaves together: it needs no border levels.
         levels = None if plan.mode.is_baseline else 0
-        with progress.stage("partition", f"max_nodes={plan.max_nodes}") as t:
+        bounds = f"max_nodes={plan.max_nodes}, max_edges={plan.max_edges}"
+        with progress.stage("partition", bounds) as t:
             parts: Partitioning = partition(
                 spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels
             )
         summary.seconds["partition"] = t["seconds"]
         summary.leaf_subgraphs = parts.leaf_count
         summary.levels = len(parts.levels)
-        summary.partition = {**parts.summary(), "max_nodes": plan.max_nodes}
+        summary.partition = parts.summary()
         if plan.mode is RunMode.EXCHANGE:
             fused = _embed_exchange(spark, graph, parts, plan, config, program, progress, summary)
         else:
