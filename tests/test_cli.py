@@ -47,3 +47,40 @@ def test_ruff_is_clean():
         cwd=ROOT,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_local_heap_follows_the_input_size(tmp_path):
+    from distne.cli import _config, build_parser, input_bytes, local_heap
+
+    def sized(name, size):
+        f = tmp_path / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        with open(f, "wb") as out:
+            out.truncate(size)  # sparse: the size without the bytes
+        return f
+
+    small = sized("small.tsv", 9 * 2**20)
+    assert input_bytes(str(small)) == 9 * 2**20 and local_heap(str(small)) == "1g"
+    # A folder of text and Parquet parts (Parquet counts three times: it is compressed).
+    sized("mid/a.tsv", 10 * 2**20)
+    sized("mid/b.parquet", 8 * 2**20)
+    assert input_bytes(str(tmp_path / "mid")) == 34 * 2**20
+    assert local_heap(str(tmp_path / "mid")) == "2g"
+    assert local_heap(f"file://{tmp_path}/mid/*.tsv") == "1g"  # a glob, as a file URI
+    sized("big.tsv", 200 * 2**20)
+    assert local_heap(str(tmp_path / "big.tsv")) == "4g"
+    # Not local files (or nothing there): the 4 GB default.
+    assert local_heap("s3a://bucket/edges") == "4g"
+    assert local_heap(str(tmp_path / "missing.tsv")) == "4g"
+    assert local_heap(None) == "4g"
+
+    def heap(*argv, embedded=True):
+        args = build_parser().parse_args(["run", *argv])
+        return _config(args, embedded).spark.conf.get("spark.driver.memory")
+
+    assert heap("--input", str(small)) == "1g"
+    # The user's own setting wins; a config file or spark-submit (no embedded default) decide
+    # for themselves.
+    assert heap("--input", str(small), "--set", "spark.conf.spark.driver.memory=3g") == "3g"
+    assert heap("--input", str(small), "--config", str(ROOT / "conf/local.yaml")) == "4g"
+    assert heap("--input", str(small), embedded=False) is None
