@@ -110,21 +110,27 @@ def test_transport_takes_barrier_where_it_fits_and_says_why_otherwise():
 
     cfg = load_config(None, ["run.worker_memory_gb=1"])
     program = make_program(cfg.embedding, cfg.seed)
-    # 100k nodes, 1M edges in 7 leaves on 2 slots: well under 2 x 1 GB.
+    # 100k nodes, 1M edges in 7 leaves on 2 slots: well under 2 x 1 GB, leaves in memory.
     assert barrier_bytes(100_000, 1_000_000, program, 7, 2) < 2**30
-    t, why = pick_transport(cfg, 100_000, 1_000_000, program, 7, 2, False)
-    assert t is Transport.BARRIER and "barrier" in why
+    t, spill, why = pick_transport(cfg, 100_000, 1_000_000, program, 7, 2, False)
+    assert t is Transport.BARRIER and not spill and "barrier" in why
     # Spark refuses barrier stages under dynamic allocation: auto falls back, forced refuses.
-    t, why = pick_transport(cfg, 100_000, 1_000_000, program, 7, 2, True)
-    assert t is Transport.SHUFFLE and "dynamic allocation" in why
-    forced = load_config(None, ["run.transport=barrier"])
+    t, spill, why = pick_transport(cfg, 100_000, 1_000_000, program, 7, 2, True)
+    assert t is Transport.SHUFFLE and not spill and "dynamic allocation" in why
+    forced = load_config(None, ["run.transport=barrier", "run.worker_memory_gb=1"])
     with pytest.raises(ConfigError, match="spark.dynamicAllocation.enabled=true"):
         pick_transport(forced, 100_000, 1_000_000, program, 7, 2, True)
-    # More than the slots' budgets hold: the shuffle transport, which can spill.
+    # More than the slots' budgets hold: still barrier, with the leaves on local disk.
     need = barrier_bytes(10_000_000, 100_000_000, program, 40, 2)
     assert need > 2 * 2**30
-    t, why = pick_transport(cfg, 10_000_000, 100_000_000, program, 40, 2, False)
-    assert t is Transport.SHUFFLE and f"{need / 2**30:.1f} GB" in why
+    for c in (cfg, forced):
+        t, spill, why = pick_transport(c, 10_000_000, 100_000_000, program, 40, 2, False)
+        assert t is Transport.BARRIER and spill
+        assert f"{need / 2**30:.1f} GB" in why and "leaves on local disk" in why
+    # The shuffle transport only when asked for.
+    shuffle = load_config(None, ["run.transport=shuffle"])
+    t, spill, why = pick_transport(shuffle, 10_000_000, 100_000_000, program, 40, 2, False)
+    assert t is Transport.SHUFFLE and not spill and why == "run.transport=shuffle"
 
 
 def test_transport_is_refused_where_no_exchange_runs():

@@ -4,6 +4,7 @@ import socket
 import threading
 
 import numpy as np
+from distne.engine import mesh as mesh_module
 from distne.engine.mesh import HALO, Mesh, PeerLost
 
 
@@ -20,13 +21,14 @@ class _Share:
         return list(self.got)
 
 
-def _run(size: int, body, token: bytes = b"t" * 32):
+def _run(size: int, body, token: bytes = b"t" * 32, spill_dirs=None):
     share = _Share(size)
     results: list[object] = [None] * size
     errors: list[BaseException] = []
 
     def task(rank: int) -> None:
-        mesh = Mesh(rank, lambda a: share(rank, a), "127.0.0.1", token)
+        spill = str(spill_dirs[rank]) if spill_dirs else None
+        mesh = Mesh(rank, lambda a: share(rank, a), "127.0.0.1", token, spill)
         try:
             results[rank] = body(mesh)
         except BaseException as e:  # noqa: BLE001 - reported to the test below
@@ -61,6 +63,37 @@ def test_every_task_gets_what_each_other_task_sent_it():
     for rank, got in enumerate(results):
         for src, rows in got.items():
             assert (rows == 10 * src + rank).all()
+
+
+def test_large_messages_wait_in_files_when_spilling(tmp_path, monkeypatch):
+    monkeypatch.setattr(mesh_module, "SPILL_BYTES", 100)
+    dirs = [tmp_path / str(r) for r in range(3)]
+    for d in dirs:
+        d.mkdir()
+
+    def body(mesh: Mesh):
+        mesh.next_round()
+        for target in range(mesh.size):  # 4 KB (spilled), then 24 bytes (kept in memory)
+            mesh.send(target, HALO, mesh.rank, -1 - target, np.full(512, target, np.float64))
+            mesh.send(target, HALO, mesh.rank, target, np.full(3, mesh.rank, np.float64))
+        # A peer's messages arrive in order: once its small one is here, its big one is too.
+        small = {s: np.frombuffer(mesh.receive(HALO, s, mesh.rank), np.float64) for s in range(3)}
+        waiting = len(list(dirs[mesh.rank].iterdir()))
+        big = {
+            s: np.frombuffer(mesh.receive(HALO, s, -1 - mesh.rank), np.float64) for s in range(3)
+        }
+        left = len(list(dirs[mesh.rank].iterdir()))
+        mesh.barrier()
+        return small, big, waiting, left
+
+    results, errors = _run(3, body, spill_dirs=dirs)
+    assert not errors
+    for rank, (small, big, waiting, left) in enumerate(results):
+        assert waiting == 3  # one file per sender, itself included
+        assert left == 0  # read back and removed
+        for src in range(3):
+            assert small[src].tolist() == [float(src)] * 3
+            assert big[src].tolist() == [float(rank)] * 512
 
 
 def test_collectives_agree_on_every_task():

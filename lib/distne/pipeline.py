@@ -271,7 +271,7 @@ def _embed_exchange(
     progress: Progress,
     summary: RunSummary,
 ) -> DataFrame:
-    transport, why = pick_transport(
+    transport, spill, why = pick_transport(
         config,
         summary.nodes,
         summary.edges,
@@ -292,7 +292,15 @@ def _embed_exchange(
     with progress.stage("embed", detail, counter=counter) as t:
         leaf = parts.membership.where(F.col("level") == 0).select("id", "part")
         fused = embed_exchange(
-            spark, graph.edges, leaf, program, config, backend.append, plan.partitions, transport
+            spark,
+            graph.edges,
+            leaf,
+            program,
+            config,
+            backend.append,
+            plan.partitions,
+            transport,
+            spill,
         )
     summary.seconds["embed"] = t["seconds"]
     return fused

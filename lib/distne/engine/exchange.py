@@ -69,6 +69,7 @@ from distne.engine.program import (
     leaf_product,
     signs_of,
 )
+from distne.engine.store import DiskStore, MemoryStore
 from distne.graph import VECTORS_SCHEMA, vectors_table
 from distne.sparkutil import cut_lineage, cut_rdd_lineage
 
@@ -322,25 +323,26 @@ class ShuffleExchange:
 
 
 class _MeshBackend:
-    """The barrier transport inside one task: its leaves' blocks and state, in this worker.
+    """The barrier transport inside one task: its leaves (in a :mod:`~distne.engine.store`).
 
     Implements the engine's Backend; every task runs the same program against its own
     instance, and the instances meet in the mesh (halo rows per product, partials per
-    reduction).
+    reduction). Leaves are visited in order, one at a time.
     """
 
-    def __init__(self, mesh: Mesh, leaves: dict[int, LeafBlock], n_parts: int, report):
+    def __init__(self, mesh: Mesh, store: MemoryStore, n_parts: int, report):
         self.mesh = mesh
-        self.leaves = leaves
+        self.store = store
         self.n_parts = n_parts
         self.report = report
         self.products_done = 0
-        self.x = {p: np.zeros((len(b.own), 0), DTYPE) for p, b in leaves.items()}
+        layout = store.layout
         # Halo layout, once: each leaf asks each neighbouring leaf for the rows it needs (the
         # graph is symmetric, so a leaf is asked by exactly the leaves in its own halo).
         self.sources: dict[int, list[tuple[int, np.ndarray]]] = {}
         mesh.next_round()
-        for p, b in leaves.items():
+        for p in store.parts():
+            b = layout[p]
             self.sources[p] = []
             for owner in np.unique(b.halo_part):
                 at = np.flatnonzero(b.halo_part == owner)
@@ -348,34 +350,40 @@ class _MeshBackend:
                 mesh.send(self._rank(owner), REQUEST, p, int(owner), b.halo[at])
         self.routes = {
             p: [
-                (q, np.searchsorted(b.own, np.frombuffer(mesh.receive(REQUEST, q, p), np.int64)))
+                (
+                    q,
+                    np.searchsorted(
+                        layout[p].own, np.frombuffer(mesh.receive(REQUEST, q, p), np.int64)
+                    ),
+                )
                 for q, _ in self.sources[p]
             ]
-            for p, b in leaves.items()
+            for p in store.parts()
         }
-        own = sum(len(b.own) for b in leaves.values())
+        own = sum(len(b.own) for b in layout.values())
         self.n = int(mesh.allreduce(np.array([own], dtype=np.int64))[0])
 
     def _rank(self, part: int) -> int:
         return int(part) % self.n_parts
 
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
-        mesh = self.mesh
+        mesh, store = self.mesh, self.store
         mesh.next_round()
         if op.block is not None:
             start, width = op.block
-            for p, x in self.x.items():
+            for p in store.parts():
                 for target, idx in self.routes[p]:
-                    rows = np.ascontiguousarray(x[idx, start : start + width])
+                    rows = store.rows(p, idx, start, width)
                     mesh.send(self._rank(target), HALO, p, target, rows)
-        for p, leaf in self.leaves.items():
+        for p in store.parts():
+            leaf = store.block(p)
             halo = None
             if op.block is not None and len(leaf.halo):
                 halo = np.empty((len(leaf.halo), op.block[1]), dtype=DTYPE)
                 for owner, at in self.sources[p]:
                     got = np.frombuffer(mesh.receive(HALO, owner, p), dtype=DTYPE)
                     halo[at] = got.reshape(len(at), op.block[1])
-            self.x[p] = leaf_product(op, leaf, self.x[p], halo)
+            store.set_state(p, leaf_product(op, leaf, store.state(p), halo))
         self.products_done += 1
         self.report(self.products_done)
         return self.gram(*gram) if gram is not None else None
@@ -383,18 +391,18 @@ class _MeshBackend:
     def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray:
         cols = width if pre is None else pre.shape[1]
         total = np.zeros((cols, cols))
-        for x in self.x.values():
+        for _, x in self.store.states():
             if len(x):
                 total += gram_of((start, width), pre, x)
         return self.mesh.allreduce(total)
 
     def column_signs(self, start: int, width: int, pre: np.ndarray) -> np.ndarray:
-        tops = [column_tops(start, width, pre, x) for x in self.x.values()]
+        tops = [column_tops(start, width, pre, x) for _, x in self.store.states()]
         return signs_of(t for task in self.mesh.allgather(tops) for t in task)
 
     def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-        for p, x in self.x.items():
-            self.x[p] = np.ascontiguousarray(fn(x), dtype=DTYPE)
+        for p, x in self.store.states():
+            self.store.set_state(p, np.ascontiguousarray(fn(x), dtype=DTYPE))
 
 
 class _ProgressListener:
@@ -441,25 +449,40 @@ def _reporter(rank: int, address: tuple[str, int], token: bytes) -> Callable[[in
 
 
 def _barrier_task(
-    program: Program, n_parts: int, token: bytes, progress: tuple[str, int], records: Iterator
+    program: Program,
+    n_parts: int,
+    token: bytes,
+    progress: tuple[str, int],
+    spill: bool,
+    records: Iterator,
 ) -> Iterator[tuple[int, bytes]]:
-    """One task of the barrier stage: run ``program`` on this partition's leaves, with peers."""
+    """One task of the barrier stage: run ``program`` on this partition's leaves, with peers.
+
+    ``spill``: keep the leaves and large halo messages on the executor's disk, one leaf in
+    memory at a time (:class:`~distne.engine.store.DiskStore`).
+    """
     ctx = BarrierTaskContext.get()
     rank = ctx.partitionId()
-    # Leaf order fixes the order of every partial sum (shuffle output order is not fixed).
-    leaves = dict(sorted(((int(p), b) for p, (_, b) in records), key=lambda kv: kv[0]))
-    host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
-    mesh = Mesh(rank, ctx.allGather, host, token)
+    store = DiskStore() if spill else MemoryStore()
     try:
-        backend = _MeshBackend(mesh, leaves, n_parts, _reporter(rank, progress, token))
-        program.run(backend)
-        mesh.barrier()  # nobody closes a socket a peer still reads from
-    except BaseException:
-        mesh.close(goodbye=False)  # peers waiting on this task fail now, not at a timeout
-        raise
-    mesh.close()
-    for part in sorted(leaves):
-        yield from _pieces(part, leaves[part].own, backend.x[part][:, : program.dim])
+        # The store visits leaves in part order, which fixes the order of every partial sum
+        # (shuffle output order is not fixed).
+        for part, (_, block) in records:
+            store.add(int(part), block)
+        host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
+        mesh = Mesh(rank, ctx.allGather, host, token, getattr(store, "root", None))
+        try:
+            backend = _MeshBackend(mesh, store, n_parts, _reporter(rank, progress, token))
+            program.run(backend)
+            mesh.barrier()  # nobody closes a socket a peer still reads from
+        except BaseException:
+            mesh.close(goodbye=False)  # peers waiting on this task fail now, not at a timeout
+            raise
+        mesh.close()
+        for part, x in store.states():
+            yield from _pieces(part, store.layout[part].own, x[:, : program.dim])
+    finally:
+        store.close()
 
 
 def task_slots(spark: SparkSession) -> int:
@@ -493,12 +516,13 @@ def pick_transport(
     leaves: int,
     slots: int,
     dynamic: bool,
-) -> tuple[Transport, str]:
-    """``run.transport``, with ``auto`` resolved, and why.
+) -> tuple[Transport, bool, str]:
+    """``run.transport``, with ``auto`` resolved; whether barrier tasks spill; and why.
 
     ``slots`` is :func:`task_slots`, ``dynamic`` :func:`dynamic_allocation`. ``auto`` takes
-    barrier unless Spark refuses it (dynamic allocation) or its estimated memory
-    (:func:`barrier_bytes`) is more than the task slots' worker budgets hold.
+    barrier unless Spark refuses it (dynamic allocation). Barrier tasks keep their leaves in
+    memory when the estimate (:func:`barrier_bytes`) fits the task slots' worker budgets, and
+    on the executors' local disks otherwise (one leaf in memory at a time).
     """
     chosen = config.run.transport
     if chosen is Transport.BARRIER and dynamic:
@@ -507,19 +531,25 @@ def pick_transport(
             "with dynamic allocation; found spark.dynamicAllocation.enabled=true. Use "
             "run.transport=shuffle (or auto), or disable dynamic allocation."
         )
-    if chosen is not Transport.AUTO:
-        return chosen, f"run.transport={chosen.value}"
+    if chosen is Transport.SHUFFLE:
+        return chosen, False, "run.transport=shuffle"
     if dynamic:
-        return Transport.SHUFFLE, "shuffle transport: dynamic allocation is on"
+        return Transport.SHUFFLE, False, "shuffle transport: dynamic allocation is on"
     tasks = min(slots, leaves)
     need = barrier_bytes(nodes, edges, program, leaves, tasks)
     budget = config.run.worker_memory_gb * 2**30
+    why = "run.transport=barrier" if chosen is Transport.BARRIER else "barrier transport"
     gb = f"{need / 2**30:.1f} GB estimated over {tasks} tasks"
-    if need > tasks * budget:
-        return Transport.SHUFFLE, (
-            f"shuffle transport: {gb}, more than {tasks} x run.worker_memory_gb"
-        )
-    return Transport.BARRIER, f"barrier transport: {gb}"
+    if need <= tasks * budget:
+        return Transport.BARRIER, False, f"{why}: {gb}"
+    return (
+        Transport.BARRIER,
+        True,
+        (
+            f"{why}, leaves on local disk: {gb}, more than {tasks} x run.worker_memory_gb, so "
+            f"each task holds one leaf in memory at a time"
+        ),
+    )
 
 
 def embed_exchange(
@@ -531,6 +561,7 @@ def embed_exchange(
     on_start: Callable[[Any], None] | None = None,
     partitions: int | None = None,
     transport: Transport = Transport.BARRIER,
+    spill: bool = False,
 ) -> DataFrame:
     """``program`` on the whole graph computed leaf by leaf: ``id, part, vec`` for every node.
 
@@ -542,6 +573,8 @@ def embed_exchange(
         partitions: Spark partitions for the leaves (see :func:`leaf_blocks`); the barrier
             transport takes at most one per task slot.
         transport: ``barrier`` or ``shuffle`` (see the module docstring).
+        spill: barrier only: tasks keep their leaves on the executors' local disks, one in
+            memory at a time (:mod:`distne.engine.store`); same vectors, bounded memory.
 
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
@@ -560,7 +593,8 @@ def embed_exchange(
             if on_start is not None:
                 on_start(listener)
             sc.setJobDescription(f"exchange: {program.products()} products in one barrier stage")
-            task = partial(_barrier_task, program, n_parts, token, (listener.host, listener.port))
+            where = (listener.host, listener.port)
+            task = partial(_barrier_task, program, n_parts, token, where, spill)
             try:
                 pieces = cut_rdd_lineage(blocks.barrier().mapPartitions(task), config.runtime)
                 pieces.count()

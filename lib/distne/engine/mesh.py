@@ -10,7 +10,9 @@ header. Nothing passes through the driver or the JVM.
 Every message has a key ``(round, kind, source, target)``; all tasks run the same program and
 so make the same calls in the same order, and the round counter of each call matches across
 tasks. Received messages wait in an inbox until asked for, so sends never wait for the
-receiver's program to catch up (a reader thread per connection drains the socket).
+receiver's program to catch up (a reader thread per connection drains the socket). With a
+``spill_dir``, messages over ``SPILL_BYTES`` wait in files there instead of in memory (a
+step's halo for all of a task's leaves can be larger than the task's memory).
 
 Connections are authenticated with a token drawn on the driver and shipped with the task (the
 sockets bypass ``spark.authenticate``, so this is what keeps other processes out). A peer that
@@ -21,6 +23,7 @@ leaves normally says goodbye on each connection first, so its peers can tell the
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 import struct
@@ -53,6 +56,24 @@ def listen(server: socket.socket, handle: Callable[[socket.socket], None]) -> No
     threading.Thread(target=loop, daemon=True).start()
 
 
+# Messages larger than this wait in a file when the mesh has a spill_dir.
+SPILL_BYTES = 1 << 20
+
+
+def _copy_to_file(sock: socket.socket, n: int, path: str) -> bool:
+    """Stream ``n`` bytes from ``sock`` into a new file ``path``; False if the peer closed."""
+    buf = bytearray(min(n, 1 << 22))
+    view = memoryview(buf)
+    with open(path, "wb") as f:
+        while n:
+            k = sock.recv_into(view, min(n, len(buf)))
+            if k == 0:
+                return False
+            f.write(view[:k])
+            n -= k
+    return True
+
+
 def _read_exact(sock: socket.socket, n: int) -> bytearray | None:
     buf = bytearray(n)
     view = memoryview(buf)
@@ -76,13 +97,22 @@ class Mesh:
             (``BarrierTaskContext.allGather`` in Spark; anything equivalent in tests).
         host: the address peers reach this task at (the executor's host).
         token: a shared secret; connections that do not present it are dropped.
+        spill_dir: where large received messages wait (None: in memory).
     """
 
-    def __init__(self, rank: int, share: Callable[[str], list[str]], host: str, token: bytes):
+    def __init__(
+        self,
+        rank: int,
+        share: Callable[[str], list[str]],
+        host: str,
+        token: bytes,
+        spill_dir: str | None = None,
+    ):
         self.rank = rank
         self.token = token
         self.round = 0
-        self._inbox: dict[tuple[int, int, int, int], bytearray] = {}
+        self.spill_dir = spill_dir
+        self._inbox: dict[tuple[int, int, int, int], bytearray | str] = {}
         self._cond = threading.Condition()
         self._lost: str | None = None
         self._closing = False
@@ -117,9 +147,15 @@ class Mesh:
                     if key[1] == BYE:
                         said_bye = True
                         break
-                    payload = _read_exact(conn, n) if n else bytearray()
-                    if payload is None:
-                        break
+                    payload: bytearray | str | None
+                    if self._spills(n):
+                        payload = self._spill_path(tuple(key))
+                        if not _copy_to_file(conn, n, payload):
+                            break
+                    else:
+                        payload = _read_exact(conn, n) if n else bytearray()
+                        if payload is None:
+                            break
                     with self._cond:
                         self._inbox[tuple(key)] = payload
                         self._cond.notify_all()
@@ -129,6 +165,13 @@ class Mesh:
             if not said_bye and not self._closing:
                 self._lost = "a peer task's connection closed before the program ended"
                 self._cond.notify_all()
+
+    def _spills(self, nbytes: int) -> bool:
+        return self.spill_dir is not None and nbytes > SPILL_BYTES
+
+    def _spill_path(self, key: tuple[int, ...]) -> str:
+        assert self.spill_dir is not None
+        return os.path.join(self.spill_dir, "msg-" + "-".join(map(str, key)))
 
     def _connect(self, target: int) -> socket.socket:
         host, port = self.addresses[target].rsplit(":", 1)
@@ -143,8 +186,15 @@ class Mesh:
         key = (self.round, kind, source, dest)
         data = memoryview(payload).cast("B")
         if target == self.rank:
+            kept: bytearray | str
+            if self._spills(data.nbytes):
+                kept = self._spill_path(key)
+                with open(kept, "wb") as f:
+                    f.write(data)
+            else:
+                kept = bytearray(data)
             with self._cond:
-                self._inbox[key] = bytearray(data)
+                self._inbox[key] = kept
                 self._cond.notify_all()
             return
         sock = self._out[target]
@@ -160,7 +210,14 @@ class Mesh:
                 if self._lost is not None:
                     raise PeerLost(self._lost)
                 self._cond.wait(timeout=5.0)
-            return self._inbox.pop(key)
+            got = self._inbox.pop(key)
+        if isinstance(got, str):  # spilled: read it back and drop the file
+            with open(got, "rb") as f:
+                data = bytearray(os.fstat(f.fileno()).st_size)
+                f.readinto(data)
+            os.unlink(got)
+            return data
+        return got
 
     def next_round(self) -> None:
         self.round += 1

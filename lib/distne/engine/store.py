@@ -1,0 +1,105 @@
+"""Where a barrier task keeps its leaves between steps: in memory, or on the executor's disk.
+
+A barrier task (:mod:`distne.engine.exchange`) runs every step of a program over all of its
+leaves. In memory, it holds every leaf's matrices and state from the first product to the
+last: fastest, but the task's memory grows with the graph. On disk, it holds each leaf's
+layout (own ids, halo ids, degrees: a few bytes per node) and loads one leaf's matrices and
+state at a time, writing the new state back; the task's memory is then bounded by its largest
+leaf (which the partition bounds) plus one step's halo, whatever the graph's size, and the
+executor's local disk (``SPARK_LOCAL_DIRS``, where Spark spills too) holds the rest. Both give
+the same bits: the arithmetic is the same, only where arrays wait between steps differs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from distne.engine.program import DTYPE, LeafBlock
+
+
+class MemoryStore:
+    """Every leaf's block and state in this process."""
+
+    def __init__(self) -> None:
+        self.layout: dict[int, LeafBlock] = {}
+        self._state: dict[int, np.ndarray] = {}
+
+    def add(self, part: int, block: LeafBlock) -> None:
+        """Take a leaf; its state starts with no columns."""
+        self.layout[part] = block
+        self._state[part] = np.zeros((len(block.own), 0), DTYPE)
+
+    def parts(self) -> list[int]:
+        """The leaves, in order (partial sums follow it, so reruns give the same bits)."""
+        return sorted(self.layout)
+
+    def block(self, part: int) -> LeafBlock:
+        return self.layout[part]
+
+    def state(self, part: int) -> np.ndarray:
+        return self._state[part]
+
+    def rows(self, part: int, idx: np.ndarray, start: int, width: int) -> np.ndarray:
+        """Rows ``idx``, columns ``[start, start + width)`` of a leaf's state, contiguous."""
+        return np.ascontiguousarray(self._state[part][idx, start : start + width])
+
+    def set_state(self, part: int, x: np.ndarray) -> None:
+        self._state[part] = x
+
+    def states(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Every leaf's state, in order, one at a time."""
+        for part in self.parts():
+            yield part, self.state(part)
+
+    def close(self) -> None:
+        self.layout.clear()
+        self._state.clear()
+
+
+class DiskStore(MemoryStore):
+    """Leaves' matrices and states in files under ``root``; layouts in memory.
+
+    ``root`` is a fresh folder under the executor's first local dir; :meth:`close` removes it.
+    """
+
+    def __init__(self, root: str | None = None) -> None:
+        super().__init__()
+        local = (os.environ.get("SPARK_LOCAL_DIRS") or tempfile.gettempdir()).split(",")[0]
+        self.root = root or tempfile.mkdtemp(prefix="distne-leaves-", dir=local)
+
+    def _path(self, part: int, what: str) -> str:
+        return os.path.join(self.root, f"{part}.{what}")
+
+    def add(self, part: int, block: LeafBlock) -> None:
+        with open(self._path(part, "matrices"), "wb") as f:
+            pickle.dump(block.matrices, f, protocol=pickle.HIGHEST_PROTOCOL)
+        self.layout[part] = replace(block, matrices={})
+        self.set_state(part, np.zeros((len(block.own), 0), DTYPE))
+
+    def block(self, part: int) -> LeafBlock:
+        with open(self._path(part, "matrices"), "rb") as f:
+            return replace(self.layout[part], matrices=pickle.load(f))
+
+    def state(self, part: int) -> np.ndarray:
+        return np.load(self._path(part, "npy"))
+
+    def rows(self, part: int, idx: np.ndarray, start: int, width: int) -> np.ndarray:
+        # Memory-mapped: only the pages holding these rows are read, and unmapped after.
+        x = np.load(self._path(part, "npy"), mmap_mode="r")
+        return np.ascontiguousarray(x[idx, start : start + width])
+
+    def set_state(self, part: int, x: np.ndarray) -> None:
+        tmp = self._path(part, "tmp.npy")
+        np.save(tmp, x)
+        os.replace(tmp, self._path(part, "npy"))
+
+    def close(self) -> None:
+        super().close()
+        shutil.rmtree(self.root, ignore_errors=True)
