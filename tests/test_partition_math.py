@@ -2,8 +2,8 @@
 
 import networkx as nx
 import numpy as np
-from distne.multilevel import _integer_weights, metis_parts
 from distne.partition import greedy_chunks, size_histogram
+from distne.partition.multilevel import _integer_weights, metis_parts
 
 
 def test_size_histogram_bins_by_tenths_of_the_bound():

@@ -7,10 +7,9 @@ import pytest
 from conftest import SAMPLE_PPI, make_config
 from deltalake import DeltaTable as RsDeltaTable
 from distne.errors import InputError, OutputError
-from distne.evaluate import link_prediction, node_classification
+from distne.evaluation import link_prediction, node_classification, split_edges
 from distne.ingest import ingest
 from distne.pipeline import run
-from distne.split import split_edges
 from distne.write import read_run_metadata
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]

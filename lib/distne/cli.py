@@ -143,7 +143,7 @@ def _cmd_run(args: argparse.Namespace, default_master: str | None) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace, default_master: str | None) -> int:
-    from distne.evaluate import link_prediction, node_classification
+    from distne.evaluation import link_prediction, node_classification
 
     if not args.test_edges and not args.labels:
         raise DistneError("evaluate needs --test-edges PATH and/or --labels PATH")
@@ -163,8 +163,8 @@ def _cmd_evaluate(args: argparse.Namespace, default_master: str | None) -> int:
 
 
 def _cmd_split(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.evaluation import split_edges
     from distne.ingest import ingest
-    from distne.split import split_edges
 
     config = _config(args, default_master is not None).with_overrides(
         [f"input.path={json.dumps(args.input)}"]

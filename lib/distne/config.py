@@ -195,10 +195,12 @@ class RunModeConfig:
     transport: Transport = _help(
         "How the exchange moves border rows. barrier: the whole embedder in one Spark stage "
         "in barrier execution mode, tasks sending rows to each other over TCP (fast; needs "
-        "every task running at once, no dynamic allocation, and the graph's estimate within "
-        "the task slots' worker budgets; a lost task restarts the stage). shuffle: one Spark "
-        "job per sparse product, state cached by Spark (slower; spills to disk and recovers "
-        "lost executors per product). auto: barrier where it fits, shuffle otherwise.",
+        "every task running at once and no dynamic allocation; a lost task restarts the "
+        "stage; leaves stay in memory when the graph's estimate fits the task slots' "
+        "run.worker_memory_gb, on the executors' local disks, one in memory at a time, when "
+        "not). shuffle: one Spark job per sparse product, state cached by Spark (slower; "
+        "recovers lost executors per product). auto: barrier, or shuffle under dynamic "
+        "allocation.",
         default=Transport.AUTO,
     )
 

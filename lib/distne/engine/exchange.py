@@ -24,20 +24,20 @@ Two transports carry the same steps (``run.transport``):
   the tasks send halo rows and reduction partials straight to each other over TCP
   (:mod:`distne.engine.mesh`). One Spark job in all; nothing is pickled into the JVM between
   products. The stage's tasks must all run at once, so there are at most as many as the
-  cluster has task slots, and the state lives in Python memory: the whole graph's estimate
-  must fit the slots' worker budgets. A lost task restarts the whole stage (Spark retries
-  barrier stages as a unit).
+  cluster has task slots. The leaves live in the tasks' Python memory where the whole graph's
+  estimate fits the slots' worker budgets, and otherwise on the executors' local disks, one
+  leaf in memory at a time (:mod:`distne.engine.store`). A lost task restarts the whole stage
+  (Spark retries barrier stages as a unit).
 - **shuffle**: leaf blocks, routes and state are RDDs keyed by leaf under one partitioner, so
   a union of them is read partition by partition without a shuffle and a product's one
   shuffle is the halo. Each product is one Spark job (which also returns the Gram matrix the
   next orthonormalisation needs); the state is cached by Spark between products, where it can
   spill to disk and where a lost executor's part is recomputed (or read back from a reliable
   checkpoint, ``runtime.lineage=checkpoint``). Slower (a job per product, the state pickled
-  through the JVM each time), but it runs where barrier mode cannot (dynamic allocation, more
-  memory than the slots hold) and survives lost executors without restarting the program.
+  through the JVM each time), but it runs where barrier mode cannot (dynamic allocation) and
+  survives lost executors without restarting the program.
 
-In both, a Spark partition holds the leaves ``part % N``; a task holds its partition's
-leaves at once.
+In both, a Spark partition holds the leaves ``part % N``.
 """
 
 from __future__ import annotations

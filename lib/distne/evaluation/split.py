@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from distne.evaluate import index_nodes, sample_non_edges
+from distne.evaluation.metrics import index_nodes, sample_non_edges
 from distne.graph import Graph, endpoints
 from distne.sparkutil import uniform
 
