@@ -123,7 +123,7 @@ class PartitionConfig:
         "Hard upper bound on edge rows per leaf subgraph (the sum of its nodes' degrees: the "
         "rows of its blocks), so a leaf of hubs cannot outgrow a worker. Parts over it are "
         "split in id order; a single node of higher degree gets a leaf of its own. Unset: "
-        "what run.worker_memory_gb holds beside a leaf of max_nodes nodes.",
+        "4x the edge rows of max_nodes nodes of the graph's average degree.",
         default=None,
     )
     method: PartitionMethod = _help(

@@ -37,7 +37,7 @@ from distne.engine.exchange import (
     pick_transport,
     task_slots,
 )
-from distne.engine.local import BYTES_PER_DIRECTED_EDGE, embed_groups, local_bytes
+from distne.engine.local import embed_groups, local_bytes
 from distne.engine.program import Program
 from distne.graph import Graph
 from distne.ingest import ingest
@@ -92,17 +92,22 @@ def plan_run(config: Config, nodes: int, edges: int, parallelism: int, program: 
         max_nodes = max(2, math.ceil(nodes / (pc.fill * partitions)))
         reason += f"; {partitions} leaves of at most {max_nodes:,} nodes"
     if max_edges is None:
-        max_edges = leaf_edge_bound(budget, max_nodes, program)
+        max_edges = leaf_edge_bound(nodes, edges, max_nodes)
     return Plan(mode, max_nodes, max_edges, partitions, reason)
 
 
-def leaf_edge_bound(budget: float, max_nodes: int, program: Program) -> int:
-    """The edge rows a worker's ``budget`` holds beside the state of ``max_nodes`` nodes.
+# An unset partition.max_edges lets a leaf hold this many times the edge rows of max_nodes
+# nodes of average degree: room for the uneven degrees of real graphs (PPI's METIS parts
+# hold up to 2.8x), not for a leaf of hubs. A leaf's memory is mostly its state (ProNE at
+# dim 128: 6 KB a node against 72 B an edge row), so 4x the edge rows is well under 2x the
+# memory at the degrees of real graphs.
+EDGE_SLACK = 4
 
-    At least ``max_nodes`` (a bound below one edge per node would split every leaf).
-    """
-    state = local_bytes(max_nodes, 0, program)
-    return max(max_nodes, int((budget - state) // BYTES_PER_DIRECTED_EDGE))
+
+def leaf_edge_bound(nodes: int, edges: int, max_nodes: int) -> int:
+    """The default ``partition.max_edges``: ``EDGE_SLACK`` x the edge rows (``2 * edges``
+    over ``nodes``) of ``max_nodes`` average nodes, and at least ``max_nodes``."""
+    return max(max_nodes, math.ceil(EDGE_SLACK * 2 * edges * max_nodes / max(1, nodes)))
 
 
 @dataclass
