@@ -39,7 +39,9 @@ def hash_bucket(seed: int, k: int, *cols: Column | str | int) -> Column:
     return F.pmod(F.xxhash64(F.lit(seed), *_columns(cols)), F.lit(k))
 
 
-def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
+def cut_lineage(
+    df: DataFrame, runtime: RuntimeConfig, level: StorageLevel | None = None
+) -> DataFrame:
     """Materialise ``df`` and cut its plan, as ``runtime.lineage`` says.
 
     Iterative and recursive plans grow with every round; this (and :func:`cut_rdd_lineage`
@@ -52,20 +54,27 @@ def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
     estimate squares each round and planning alone takes minutes (seen at the 8th round on a
     4k-node graph). So the checkpointed rows are re-wrapped in a fresh relation whose estimate
     is the default, which keeps planning time flat.
+
+    ``level`` (local checkpoints): where the rows are kept; ``DISK_ONLY`` for data that grows
+    with the graph and is read once (the vectors), which would otherwise compete for the
+    executors' heap (Spark's default keeps them in memory first).
     """
     if runtime.lineage is LineageCut.CHECKPOINT:
         cut = df.checkpoint(eager=True)
     else:
-        cut = df.localCheckpoint(eager=True)
+        cut = df.localCheckpoint(eager=True, storageLevel=level)
     jspark = cut.sparkSession._jsparkSession
     fresh = jspark.createDataFrame(cut._jdf.rdd(), cut._jdf.schema())
     return DataFrame(fresh, cut.sparkSession)
 
 
-def cut_rdd_lineage(rdd: RDD, runtime: RuntimeConfig) -> RDD:
-    """Cache ``rdd`` and mark its lineage to be cut, as ``runtime.lineage`` says; the next
-    action on it materialises both (the caller picks the action, e.g. one that also reduces)."""
-    rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
+def cut_rdd_lineage(
+    rdd: RDD, runtime: RuntimeConfig, level: StorageLevel = StorageLevel.MEMORY_AND_DISK
+) -> RDD:
+    """Cache ``rdd`` (at ``level``) and mark its lineage to be cut, as ``runtime.lineage``
+    says; the next action on it materialises both (the caller picks the action, e.g. one that
+    also reduces)."""
+    rdd = rdd.persist(level)
     if runtime.lineage is LineageCut.CHECKPOINT:
         rdd.checkpoint()
     else:

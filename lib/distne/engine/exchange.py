@@ -159,11 +159,12 @@ def leaf_blocks(
     leaf: DataFrame,
     program_class: type,
     partitions: int | None = None,
+    level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
 ) -> tuple[RDD, int]:
     """Every leaf's :class:`LeafBlock` as ``(part, ("E", block))``, in ``N`` Spark partitions.
 
     ``N`` is ``partitions`` (default: one per core), at most one per leaf; leaf ``part`` is in
-    partition ``part % N``. The RDD is cached; the caller unpersists it.
+    partition ``part % N``. The RDD is cached at ``level``; the caller unpersists it.
     """
     sc = spark.sparkContext
     sc.setJobDescription("exchange setup")
@@ -186,7 +187,7 @@ def leaf_blocks(
         blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
         .groupByKey(n_parts, _leaf_key)
         .mapValues(lambda chunks: ("E", pickle.loads(b"".join(c for _, c in sorted(chunks)))))
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        .persist(level)
     )
     return blocks, n_parts
 
@@ -579,10 +580,15 @@ def embed_exchange(
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
     """
+    # The barrier stage reads the blocks once (again only if Spark retries it), and its
+    # output grows with nodes x dim: both wait on disk, not in the executors' heap (at 30M
+    # edges the output kept in memory ran a 4 GB heap out).
+    level = StorageLevel.MEMORY_AND_DISK
     if transport is Transport.BARRIER:
         slots = task_slots(spark)
         partitions = min(partitions or slots, slots)
-    blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions)
+        level = StorageLevel.DISK_ONLY
+    blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions, level)
     sc = spark.sparkContext
     state: ShuffleExchange | None = None
     pieces: RDD | None = None
@@ -596,7 +602,9 @@ def embed_exchange(
             where = (listener.host, listener.port)
             task = partial(_barrier_task, program, n_parts, token, where, spill)
             try:
-                pieces = cut_rdd_lineage(blocks.barrier().mapPartitions(task), config.runtime)
+                pieces = cut_rdd_lineage(
+                    blocks.barrier().mapPartitions(task), config.runtime, level
+                )
                 pieces.count()
             finally:
                 listener.close()
@@ -607,7 +615,7 @@ def embed_exchange(
             program.run(state)
             pieces = state.pieces(program.dim)
         sc.setJobDescription("exchange output")
-        return cut_lineage(_vectors_frame(spark, pieces), config.runtime)
+        return cut_lineage(_vectors_frame(spark, pieces), config.runtime, StorageLevel.DISK_ONLY)
     finally:
         if state is not None:
             state.close()
