@@ -471,7 +471,7 @@ def _barrier_task(
         for part, (_, block) in records:
             store.add(int(part), block)
         host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
-        mesh = Mesh(rank, ctx.allGather, host, token, getattr(store, "root", None))
+        mesh = Mesh(rank, ctx.allGather, host, token, store.spill_dir)
         try:
             backend = _MeshBackend(mesh, store, n_parts, _reporter(rank, progress, token))
             program.run(backend)

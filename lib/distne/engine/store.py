@@ -27,6 +27,8 @@ from distne.engine.program import DTYPE, LeafBlock
 class MemoryStore:
     """Every leaf's block and state in this process."""
 
+    spill_dir: str | None = None  # where large messages may wait (none: memory)
+
     def __init__(self) -> None:
         self.layout: dict[int, LeafBlock] = {}
         self._state: dict[int, np.ndarray] = {}
@@ -73,6 +75,7 @@ class DiskStore(MemoryStore):
         super().__init__()
         local = (os.environ.get("SPARK_LOCAL_DIRS") or tempfile.gettempdir()).split(",")[0]
         self.root = root or tempfile.mkdtemp(prefix="distne-leaves-", dir=local)
+        self.spill_dir = self.root
 
     def _path(self, part: int, what: str) -> str:
         return os.path.join(self.root, f"{part}.{what}")

@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from distne.config import Config
+from distne.graph import symmetric
 from distne.partition.parts import part_sizes, small_table
 from distne.sparkutil import cut_lineage, uniform
 
@@ -83,25 +84,25 @@ def enforce_edge_bound(
     edges: DataFrame,
     max_edges: int | None,
     config: Config,
-) -> tuple[DataFrame, dict[int, int]]:
-    """Split parts with more than ``max_edges`` edge rows; the labels and each part's rows.
+) -> tuple[DataFrame, dict[int, int], dict[int, int]]:
+    """Split parts with more than ``max_edges`` edge rows.
 
     ``labels`` has dense parts from 0. Split parts keep their number for their first chunk;
-    the other chunks are numbered after the last part.
+    the other chunks are numbered after the last part. Returns the labels and each part's
+    nodes and edge rows (one aggregate gives both, so callers need not count parts again).
     """
-    ends = edges.select(F.col("src").alias("id")).unionAll(edges.select(F.col("dst").alias("id")))
-    degree = ends.groupBy("id").agg(F.count("*").alias("rows"))
+    degree = symmetric(edges).groupBy(F.col("src").alias("id")).agg(F.count("*").alias("rows"))
     node_rows = labels.join(degree, "id", "left").select(
         "id", "part", F.coalesce(F.col("rows"), F.lit(0)).cast("long").alias("rows")
     )
+    per_part = (F.count("*").alias("nodes"), F.sum("rows").alias("rows"))
     # One row per part.
-    sums = {
-        int(r["part"]): int(r["rows"])
-        for r in node_rows.groupBy("part").agg(F.sum("rows").alias("rows")).collect()
-    }
+    totals = node_rows.groupBy("part").agg(*per_part).collect()
+    sizes = {int(r["part"]): int(r["nodes"]) for r in totals}
+    sums = {int(r["part"]): int(r["rows"]) for r in totals}
     heavy = sorted(p for p, rows in sums.items() if max_edges is not None and rows > max_edges)
     if not heavy:
-        return labels, sums
+        return labels, sizes, sums
     assert max_edges is not None
     which = small_table(spark, [(p, 0.0) for p in heavy], "heavy").select("part")
     # A group is one part, at most max_nodes rows: bounded by design.
@@ -113,22 +114,22 @@ def enforce_edge_bound(
     )
     # One row per new part.
     pieces = sorted(
-        (int(r["part"]), int(r["chunk"]), int(r["rows"]))
-        for r in chunks.groupBy("part", "chunk").agg(F.sum("rows").alias("rows")).collect()
+        (int(r["part"]), int(r["chunk"]), int(r["nodes"]), int(r["rows"]))
+        for r in chunks.groupBy("part", "chunk").agg(*per_part).collect()
     )
     next_id = len(sums)
     renumber: list[tuple[int, float]] = []
-    for part, chunk, rows in pieces:
+    for part, chunk, nodes, rows in pieces:
         new = part if chunk == 0 else next_id
         next_id += chunk != 0
         renumber.append((part * len(pieces) + chunk, float(new)))
-        sums[new] = rows
+        sizes[new], sums[new] = nodes, rows
     key = F.col("part") * len(pieces) + F.col("chunk")
     moved = chunks.withColumn("key", key).join(
         small_table(spark, renumber, "new").withColumnRenamed("part", "key"), "key"
     )
     kept = labels.join(which, "part", "left_anti").select("id", "part")
-    return kept.union(moved.select("id", F.col("new").cast("long").alias("part"))), sums
+    return kept.union(moved.select("id", F.col("new").cast("long").alias("part"))), sizes, sums
 
 
 # Refinement stops when a round moves at most this share of the level's nodes.

@@ -15,7 +15,6 @@ from distne.config import Config, PartitionMethod
 from distne.graph import endpoints
 from distne.partition.bounds import enforce_edge_bound, enforce_node_bound
 from distne.partition.multilevel import coarse_partition
-from distne.partition.parts import part_sizes
 from distne.partition.refine import refine
 from distne.sparkutil import Progress, cut_lineage, hash_bucket
 
@@ -123,7 +122,7 @@ def partition_level(
     m: int,
     config: Config,
     level: Level,
-) -> tuple[DataFrame, LevelMethod, dict[int, int]]:
+) -> tuple[DataFrame, LevelMethod, dict[int, int], dict[int, int]]:
     """Partition one level's graph into parts of at most ``max_nodes`` nodes (and, if set,
     ``max_edges`` edge rows).
 
@@ -134,15 +133,16 @@ def partition_level(
 
     Returns:
         ``id``, ``part`` with parts numbered densely from 0, how the level was partitioned,
-        and each part's edge rows.
+        and each part's nodes and edge rows.
     """
     pc = config.partition
     if n <= pc.max_nodes:
         one = nodes.select("id", F.lit(0).cast("long").alias("part"))
         if pc.max_edges is None or 2 * m <= pc.max_edges:
-            return one, LevelMethod("one part"), {0: 2 * m}
-        labels, rows = enforce_edge_bound(spark, one, edges, pc.max_edges, config)
-        return cut_lineage(labels, config.runtime), LevelMethod("one part, split by edges"), rows
+            return one, LevelMethod("one part"), {0: n}, {0: 2 * m}
+        labels, sizes, rows = enforce_edge_bound(spark, one, edges, pc.max_edges, config)
+        how = LevelMethod("one part, split by edges")
+        return cut_lineage(labels, config.runtime), how, sizes, rows
     k = max(2, math.ceil(n / (pc.fill * pc.max_nodes)))
     seed = config.seed
     labels: DataFrame | None = None
@@ -163,8 +163,8 @@ def partition_level(
         if pc.method is not PartitionMethod.HASH:
             labels = refine(spark, labels, edges, n, config, level)
     labels = cut_lineage(enforce_node_bound(spark, labels, pc.max_nodes, seed), config.runtime)
-    labels, rows = enforce_edge_bound(spark, labels, edges, pc.max_edges, config)
-    return cut_lineage(labels, config.runtime), how, rows
+    labels, sizes, rows = enforce_edge_bound(spark, labels, edges, pc.max_edges, config)
+    return cut_lineage(labels, config.runtime), how, sizes, rows
 
 
 def partition(
@@ -201,8 +201,7 @@ def partition(
     while True:
         start = time.perf_counter()
         m = cur_edges.count()
-        labels, how, rows = partition_level(spark, cur_nodes, cur_edges, n, m, config, level)
-        sizes = part_sizes(labels)
+        labels, how, sizes, rows = partition_level(spark, cur_nodes, cur_edges, n, m, config, level)
         tagged = cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src").join(
             labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst"
         )
