@@ -36,6 +36,7 @@ def spark(spark_tmp: Path):
             "spark.conf.spark.ui.showConsoleProgress=false",
             "spark.conf.spark.databricks.delta.snapshotPartitions=2",
             "spark.conf.spark.driver.memory=4g",
+            "spark.conf.spark.driver.extraJavaOptions=-XX:+UseParallelGC",
             f"runtime.checkpoint_dir={spark_tmp / 'checkpoints'}",
         ],
     )

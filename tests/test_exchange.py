@@ -114,3 +114,35 @@ def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk
     ]
     assert np.array_equal(runs[0], runs[1])
     assert np.array_equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_slot_of_routes_leaf_part_to_spark_partition_part_mod_n(spark, n):
+    # The barrier tasks' mesh finds leaf p in task p % n; Spark SQL routes the blocks there.
+    from distne.engine.exchange import slot_of
+
+    parts = spark.range(40).select(F.col("id").alias("part"))
+    routed = parts.repartition(n, slot_of(spark, F.col("part"), n))
+    where = routed.select("part", F.spark_partition_id().alias("pid")).collect()
+    assert len(where) == 40
+    assert all(r["pid"] == r["part"] % n for r in where)
+
+
+def test_rdd_and_sql_functions_share_one_pool_of_python_workers(spark):
+    # Spark keeps a pool of Python workers per environment; the session gives RDD functions
+    # the variable SQL functions run with, so the exchange does not start a second pool.
+    import os
+
+    def daemon(_):
+        yield os.getppid()
+
+    def daemon_arrow(batches):
+        import pyarrow as pa
+
+        for _ in batches:
+            yield pa.record_batch([pa.array([os.getppid()], pa.int64())], names=["d"])
+
+    rdd = set(spark.sparkContext.parallelize(range(8), 4).mapPartitions(daemon).collect())
+    frame = spark.range(8).repartition(4).mapInArrow(daemon_arrow, "d long")
+    sql = {r["d"] for r in frame.collect()}
+    assert rdd == sql and len(rdd) == 1

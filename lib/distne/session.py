@@ -17,6 +17,8 @@ DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 
+SIMPLIFIED_TRACEBACK = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
+
 
 def build_session(config: Config, default_master: str | None) -> SparkSession:
     """Get or create the session an entry point runs in.
@@ -43,6 +45,11 @@ def build_session(config: Config, default_master: str | None) -> SparkSession:
     if sc.shuffle_partitions:
         settings["spark.sql.shuffle.partitions"] = str(sc.shuffle_partitions)
     settings.update(sc.conf)
+    if settings.get(SIMPLIFIED_TRACEBACK, "true").lower() != "false":
+        # SQL's Python functions run with this variable, RDD functions (the exchange) without
+        # it, and Spark keeps one pool of Python workers per environment: two pools of idle
+        # workers per executor. Giving RDD functions the same variable makes it one pool.
+        settings.setdefault("spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK", "1")
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

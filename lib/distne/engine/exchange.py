@@ -42,6 +42,7 @@ In both, a Spark partition holds the leaves ``part % N``.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import secrets
 import socket
@@ -52,7 +53,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from pyspark import RDD, BarrierTaskContext, StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from distne.config import Config, ConfigError, Transport
@@ -153,21 +154,10 @@ def _resolve_routes(records: Iterator) -> Iterator:
         yield part, ("R", routes)
 
 
-def leaf_blocks(
-    spark: SparkSession,
-    edges: DataFrame,
-    leaf: DataFrame,
-    program_class: type,
-    partitions: int | None = None,
-    level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
-) -> tuple[RDD, int]:
-    """Every leaf's :class:`LeafBlock` as ``(part, ("E", block))``, in ``N`` Spark partitions.
-
-    ``N`` is ``partitions`` (default: one per core), at most one per leaf; leaf ``part`` is in
-    partition ``part % N``. The RDD is cached at ``level``; the caller unpersists it.
-    """
-    sc = spark.sparkContext
-    sc.setJobDescription("exchange setup")
+def _leaf_blobs(
+    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program_class: type
+) -> tuple[DataFrame, int]:
+    """Every leaf's pickled :class:`LeafBlock` as ``part, seq, blob`` rows; the leaf count."""
     values = tuple(program_class.values)
     table = program_class.edge_values(directed_edges(edges), [])
     leaf_r = leaf.select(F.col("id").alias("r"), "part")
@@ -182,14 +172,84 @@ def leaf_blocks(
         .applyInArrow(_block_udf(values), "part long, seq int, blob binary")
     )
     leaves = leaf.agg(F.max("part")).first()[0] + 1  # parts are dense from 0
+    return blobs, leaves
+
+
+def leaf_blocks(
+    spark: SparkSession,
+    edges: DataFrame,
+    leaf: DataFrame,
+    program_class: type,
+    partitions: int | None = None,
+) -> tuple[RDD, int]:
+    """Every leaf's :class:`LeafBlock` as ``(part, ("E", block))``, in ``N`` Spark partitions.
+
+    ``N`` is ``partitions`` (default: one per core), at most one per leaf; leaf ``part`` is in
+    partition ``part % N``, under the partitioner every RDD of the shuffle transport shares.
+    The RDD is cached; the caller unpersists it.
+    """
+    sc = spark.sparkContext
+    sc.setJobDescription("exchange setup")
+    blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
     n_parts = max(1, min(leaves, partitions or sc.defaultParallelism))
     blocks = (
         blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
         .groupByKey(n_parts, _leaf_key)
         .mapValues(lambda chunks: ("E", pickle.loads(b"".join(c for _, c in sorted(chunks)))))
-        .persist(level)
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
     return blocks, n_parts
+
+
+def slot_of(spark: SparkSession, part: Column, n: int) -> Column:
+    """A key that ``repartition(n, key)`` sends to Spark partition ``part % n``.
+
+    ``repartition(n, key)`` puts a row in partition ``pmod(hash(key), n)`` (Murmur3, the
+    function ``F.hash`` computes; the hash of a long differs from that of an int). For each
+    ``r < n`` this finds the smallest long ``k_r`` with ``pmod(hash(k_r), n) == r`` and keys
+    leaf ``part`` by ``k_{part % n}``. The barrier tasks' mesh assumes that placement and
+    checks it.
+    """
+    found: dict[int, int] = {}
+    span = 64 * n
+    while len(found) < n:
+        rows = (
+            spark.range(span)
+            .groupBy(F.pmod(F.hash("id"), F.lit(n)).alias("r"))
+            .agg(F.min("id").alias("k"))
+            .collect()
+        )
+        found = {int(r["r"]): int(r["k"]) for r in rows}
+        span *= 4
+    keys = F.array(*[F.lit(found[r]).cast("long") for r in range(n)])
+    return F.get(keys, (part % n).cast("int"))
+
+
+def barrier_input(
+    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program_class: type, partitions: int
+) -> tuple[RDD, int]:
+    """The barrier stage's input: ``part, seq, blob`` rows, leaf ``part`` in Spark partition
+    ``part % N`` (``N``: ``partitions``, at most one per leaf), sorted by ``part, seq``.
+
+    Routed and sorted by Spark SQL (in the JVM, spilling as it needs): no Python shuffle of
+    the blocks, and each task reassembles its leaves one at a time as their rows arrive
+    (:func:`_assembled`) in the same Python worker that runs them.
+    """
+    spark.sparkContext.setJobDescription("exchange setup")
+    blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
+    n_parts = max(1, min(leaves, partitions))
+    routed = (
+        blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
+        .sortWithinPartitions("part", "seq")
+        .select("part", "seq", "blob")
+    )
+    return routed.rdd, n_parts
+
+
+def _assembled(rows: Iterator) -> Iterator[tuple[int, LeafBlock]]:
+    """Leaves from ``part, seq, blob`` rows sorted by ``part, seq``, one leaf at a time."""
+    for part, chunks in itertools.groupby(rows, key=lambda row: row[0]):
+        yield int(part), pickle.loads(b"".join(row[2] for row in chunks))
 
 
 # Output leaves the exchange as pickled ``(ids, rows)`` pieces of at most this many rows.
@@ -202,9 +262,11 @@ def _pieces(part: int, ids: np.ndarray, x: np.ndarray) -> Iterator[tuple[int, by
         yield part, pickle.dumps(piece, protocol=5)
 
 
-def _vectors_frame(spark: SparkSession, pieces: RDD) -> DataFrame:
-    """``id, part, vec`` from an RDD of ``(part, pickled (ids, rows))``, as Arrow batches."""
-    frame = spark.createDataFrame(pieces, "part long, blob binary")
+PIECES_SCHEMA = "part long, blob binary"
+
+
+def _vectors_frame(pieces: DataFrame) -> DataFrame:
+    """``id, part, vec`` from ``part, blob`` rows of pickled ``(ids, rows)``, as Arrow batches."""
 
     def unpack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -213,7 +275,7 @@ def _vectors_frame(spark: SparkSession, pieces: RDD) -> DataFrame:
                 ids, x = pickle.loads(blob)
                 yield from vectors_table(ids, part, x).to_batches()
 
-    return frame.mapInArrow(unpack, VECTORS_SCHEMA)
+    return pieces.mapInArrow(unpack, VECTORS_SCHEMA)
 
 
 class ShuffleExchange:
@@ -455,7 +517,7 @@ def _barrier_task(
     token: bytes,
     progress: tuple[str, int],
     spill: bool,
-    records: Iterator,
+    rows: Iterator,
 ) -> Iterator[tuple[int, bytes]]:
     """One task of the barrier stage: run ``program`` on this partition's leaves, with peers.
 
@@ -468,8 +530,14 @@ def _barrier_task(
     try:
         # The store visits leaves in part order, which fixes the order of every partial sum
         # (shuffle output order is not fixed).
-        for part, (_, block) in records:
-            store.add(int(part), block)
+        for part, block in _assembled(rows):
+            if part % n_parts != rank:
+                raise RuntimeError(
+                    f"barrier task {rank} of {n_parts} received leaf {part}, which belongs to "
+                    f"task {part % n_parts}: Spark's hash partitioning is not what "
+                    f"distne.engine.exchange.slot_of expects"
+                )
+            store.add(part, block)
         host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
         mesh = Mesh(rank, ctx.allGather, host, token, store.spill_dir)
         try:
@@ -580,19 +648,23 @@ def embed_exchange(
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
     """
-    # The barrier stage reads the blocks once (again only if Spark retries it), and its
-    # output grows with nodes x dim: both wait on disk, not in the executors' heap (at 30M
-    # edges the output kept in memory ran a 4 GB heap out).
-    level = StorageLevel.MEMORY_AND_DISK
+    # The barrier stage reads the blocks once (again, from the shuffle's files, only if Spark
+    # retries it), so they are not cached. Its output grows with nodes x dim and waits on
+    # disk, not in the executors' heap (at 30M edges the output kept in memory ran a 4 GB
+    # heap out).
     if transport is Transport.BARRIER:
         slots = task_slots(spark)
-        partitions = min(partitions or slots, slots)
-        level = StorageLevel.DISK_ONLY
-    blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions, level)
+        blocks, n_parts = barrier_input(
+            spark, edges, leaf, type(program), min(partitions or slots, slots)
+        )
+    else:
+        blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions)
     sc = spark.sparkContext
     state: ShuffleExchange | None = None
-    pieces: RDD | None = None
     try:
+        # The pieces are materialised as a frame of their own and unpacked into vectors by
+        # the next stage: turning an RDD into a frame runs Python, and in the stage that
+        # unpacks it would take a second Python worker per task.
         if transport is Transport.BARRIER:
             token = secrets.token_bytes(32)
             listener = _ProgressListener(spark, token)
@@ -602,10 +674,10 @@ def embed_exchange(
             where = (listener.host, listener.port)
             task = partial(_barrier_task, program, n_parts, token, where, spill)
             try:
-                pieces = cut_rdd_lineage(
-                    blocks.barrier().mapPartitions(task), config.runtime, level
-                )
-                pieces.count()
+                # The conversion runs in the barrier tasks' own Python workers, after the
+                # program; the barrier stage writes the pieces straight to disk.
+                pieces = spark.createDataFrame(blocks.barrier().mapPartitions(task), PIECES_SCHEMA)
+                pieces = cut_lineage(pieces, config.runtime, StorageLevel.DISK_ONLY)
             finally:
                 listener.close()
         else:
@@ -613,13 +685,12 @@ def embed_exchange(
             if on_start is not None:
                 on_start(state)
             program.run(state)
-            pieces = state.pieces(program.dim)
+            pieces = spark.createDataFrame(state.pieces(program.dim), PIECES_SCHEMA)
+            pieces = cut_lineage(pieces, config.runtime, StorageLevel.DISK_ONLY)
         sc.setJobDescription("exchange output")
-        return cut_lineage(_vectors_frame(spark, pieces), config.runtime, StorageLevel.DISK_ONLY)
+        return cut_lineage(_vectors_frame(pieces), config.runtime, StorageLevel.DISK_ONLY)
     finally:
         if state is not None:
             state.close()
-        elif pieces is not None:
-            pieces.unpersist()
         blocks.unpersist()
         sc.setJobDescription(None)
