@@ -1,12 +1,14 @@
 """The two backends on real Spark: the exchange over leaves equals the local backend on the whole
 graph, and both equal a plain single-machine ProNE (tests/prone_reference.py)."""
 
+from dataclasses import replace
+
 import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import make_config
-from distne.config import Transport
+from distne.config import LineageCut, Transport
 from distne.embedders import make_program
 from distne.embedders.prone import Prone
 from distne.engine.exchange import embed_exchange
@@ -114,6 +116,13 @@ def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk
     ]
     assert np.array_equal(runs[0], runs[1])
     assert np.array_equal(runs[0], runs[2])
+    # Reliable checkpoints (the session's checkpoint folder) instead of local ones.
+    folder = spark.sparkContext.getCheckpointDir()
+    reliable = replace(
+        cfg, runtime=replace(cfg.runtime, lineage=LineageCut.CHECKPOINT, checkpoint_dir=folder)
+    )
+    out = embed_exchange(spark, _edges(spark, g), leaf, program, reliable, partitions=2)
+    assert np.array_equal(runs[0], _sorted(out)[1])
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
