@@ -64,6 +64,7 @@ from distne.engine.program import (
     LeafBlock,
     Product,
     Program,
+    block_input,
     build_block,
     column_tops,
     gram_of,
@@ -439,14 +440,15 @@ class _MeshBackend:
                     rows = store.rows(p, idx, start, width)
                     mesh.send(self._rank(target), HALO, p, target, rows)
         for p in store.parts():
-            leaf = store.block(p)
-            halo = None
+            leaf, x = store.block(p), store.state(p)
+            v = None
             if op.block is not None and len(leaf.halo):
-                halo = np.empty((len(leaf.halo), op.block[1]), dtype=DTYPE)
+                v = block_input(leaf, x, op.block)
+                n, width = len(leaf.own), op.block[1]
                 for owner, at in self.sources[p]:
                     got = np.frombuffer(mesh.receive(HALO, owner, p), dtype=DTYPE)
-                    halo[at] = got.reshape(len(at), op.block[1])
-            store.set_state(p, leaf_product(op, leaf, store.state(p), halo))
+                    v[n + at] = got.reshape(len(at), width)
+            store.set_state(p, leaf_product(op, leaf, x, v=v))
         self.products_done += 1
         self.report(self.products_done)
         return self.gram(*gram) if gram is not None else None

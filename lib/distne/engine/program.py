@@ -190,10 +190,25 @@ def id_gaussian(ids: np.ndarray, cols: int, seed: int, dtype: type = np.float64)
     return out
 
 
+def block_input(leaf: LeafBlock, x: np.ndarray, block: tuple[int, int]) -> np.ndarray:
+    """``V`` for a product with the state's columns ``block``, float32: the leaf's own rows,
+    then one row per halo node, zero until the caller writes the halo into
+    ``V[len(leaf.own):]`` (received straight there, the halo needs no buffer of its own)."""
+    start, width = block
+    v = np.zeros((len(leaf.own) + len(leaf.halo), width), DTYPE)
+    v[: len(leaf.own)] = x[:, start : start + width]
+    return v
+
+
 def leaf_product(
-    op: Product, leaf: LeafBlock, x: np.ndarray, halo: np.ndarray | None
+    op: Product,
+    leaf: LeafBlock,
+    x: np.ndarray,
+    halo: np.ndarray | None = None,
+    v: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One leaf's rows of ``op``: ``x`` its state rows, ``halo`` the block's rows at its halo.
+    """One leaf's rows of ``op``: ``x`` its state rows, ``halo`` the block's rows at its halo
+    (or ``v``, the whole :func:`block_input` with the halo written in).
 
     With ``op.pre``, ``M (V pre)`` is computed as ``(M V) pre``: the same product, but the
     dense matrix that grows with the leaf's columns (own rows and halo) stays float32 and is
@@ -201,12 +216,10 @@ def leaf_product(
     """
     if op.block is None:
         v = id_gaussian(leaf.columns, op.omega, op.seed, DTYPE)
-    else:
-        start, width = op.block
-        v = x[:, start : start + width]
-        if len(leaf.halo):
-            v = np.vstack([v, halo if halo is not None else np.zeros((len(leaf.halo), width))])
-        v = np.asarray(v, dtype=DTYPE)
+    elif v is None:
+        v = block_input(leaf, x, op.block)
+        if halo is not None:
+            v[len(leaf.own) :] = halo
     mv = np.asarray(leaf.matrices[op.value] @ v)
     if op.pre is not None:
         mv = (mv @ op.pre).astype(DTYPE)
