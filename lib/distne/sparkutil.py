@@ -68,13 +68,10 @@ def cut_lineage(
     return DataFrame(fresh, cut.sparkSession)
 
 
-def cut_rdd_lineage(
-    rdd: RDD, runtime: RuntimeConfig, level: StorageLevel = StorageLevel.MEMORY_AND_DISK
-) -> RDD:
-    """Cache ``rdd`` (at ``level``) and mark its lineage to be cut, as ``runtime.lineage``
-    says; the next action on it materialises both (the caller picks the action, e.g. one that
-    also reduces)."""
-    rdd = rdd.persist(level)
+def cut_rdd_lineage(rdd: RDD, runtime: RuntimeConfig) -> RDD:
+    """Cache ``rdd`` and mark its lineage to be cut, as ``runtime.lineage`` says; the next
+    action on it materialises both (the caller picks the action, e.g. one that also reduces)."""
+    rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
     if runtime.lineage is LineageCut.CHECKPOINT:
         rdd.checkpoint()
     else:

@@ -138,12 +138,12 @@ def _compute(op: Product, records: Iterator) -> Iterator:
     for part, states in got["S"].items():
         ids, x = states[0]
         leaf: LeafBlock = got["E"][part][0]
-        halo = None
+        v = None
         if op.block is not None and len(leaf.halo):
-            halo = np.zeros((len(leaf.halo), op.block[1]), dtype=x.dtype)
+            v = block_input(leaf, x, op.block)
             for h_ids, h_rows in got["H"].get(part, []):
-                halo[np.searchsorted(leaf.halo, h_ids)] = h_rows
-        yield part, ("S", (ids, leaf_product(op, leaf, x, halo)))
+                v[len(leaf.own) + np.searchsorted(leaf.halo, h_ids)] = h_rows
+        yield part, ("S", (ids, leaf_product(op, leaf, x, v)))
 
 
 def _resolve_routes(records: Iterator) -> Iterator:
@@ -159,6 +159,7 @@ def _leaf_blobs(
     spark: SparkSession, edges: DataFrame, leaf: DataFrame, program_class: type
 ) -> tuple[DataFrame, int]:
     """Every leaf's pickled :class:`LeafBlock` as ``part, seq, blob`` rows; the leaf count."""
+    spark.sparkContext.setJobDescription("exchange setup")
     values = tuple(program_class.values)
     table = program_class.edge_values(directed_edges(edges), [])
     leaf_r = leaf.select(F.col("id").alias("r"), "part")
@@ -189,10 +190,8 @@ def leaf_blocks(
     partition ``part % N``, under the partitioner every RDD of the shuffle transport shares.
     The RDD is cached; the caller unpersists it.
     """
-    sc = spark.sparkContext
-    sc.setJobDescription("exchange setup")
     blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
-    n_parts = max(1, min(leaves, partitions or sc.defaultParallelism))
+    n_parts = max(1, min(leaves, partitions or spark.sparkContext.defaultParallelism))
     blocks = (
         blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
         .groupByKey(n_parts, _leaf_key)
@@ -236,7 +235,6 @@ def barrier_input(
     the blocks, and each task reassembles its leaves one at a time as their rows arrive
     (:func:`_assembled`) in the same Python worker that runs them.
     """
-    spark.sparkContext.setJobDescription("exchange setup")
     blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
     n_parts = max(1, min(leaves, partitions))
     routed = (
@@ -448,7 +446,7 @@ class _MeshBackend:
                 for owner, at in self.sources[p]:
                     got = np.frombuffer(mesh.receive(HALO, owner, p), dtype=DTYPE)
                     v[n + at] = got.reshape(len(at), width)
-            store.set_state(p, leaf_product(op, leaf, x, v=v))
+            store.set_state(p, leaf_product(op, leaf, x, v))
         self.products_done += 1
         self.report(self.products_done)
         return self.gram(*gram) if gram is not None else None

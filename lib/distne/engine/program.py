@@ -201,14 +201,10 @@ def block_input(leaf: LeafBlock, x: np.ndarray, block: tuple[int, int]) -> np.nd
 
 
 def leaf_product(
-    op: Product,
-    leaf: LeafBlock,
-    x: np.ndarray,
-    halo: np.ndarray | None = None,
-    v: np.ndarray | None = None,
+    op: Product, leaf: LeafBlock, x: np.ndarray, v: np.ndarray | None = None
 ) -> np.ndarray:
-    """One leaf's rows of ``op``: ``x`` its state rows, ``halo`` the block's rows at its halo
-    (or ``v``, the whole :func:`block_input` with the halo written in).
+    """One leaf's rows of ``op``: ``x`` its state rows, ``v`` the product's input from
+    :func:`block_input` with the halo written in (None: built here, halo rows zero).
 
     With ``op.pre``, ``M (V pre)`` is computed as ``(M V) pre``: the same product, but the
     dense matrix that grows with the leaf's columns (own rows and halo) stays float32 and is
@@ -218,8 +214,6 @@ def leaf_product(
         v = id_gaussian(leaf.columns, op.omega, op.seed, DTYPE)
     elif v is None:
         v = block_input(leaf, x, op.block)
-        if halo is not None:
-            v[len(leaf.own) :] = halo
     mv = np.asarray(leaf.matrices[op.value] @ v)
     if op.pre is not None:
         mv = (mv @ op.pre).astype(DTYPE)
