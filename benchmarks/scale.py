@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scale.py [--edges 1e6 1e7] [--set partition.max_nodes=20000 ...]
                                          [--work /tmp/distne-scale] [--no-peer]
+                                         [--no-graphframes] [--include OLD/scale.json ...]
 
 For each target edge count (``edges/10`` nodes, ``distne.generate.power_law_edges``, written by
 Spark as one TSV; generation is not timed) it runs, one after the other on the same file:
@@ -11,6 +12,14 @@ Spark as one TSV; generation is not timed) it runs, one after the other on the s
 2. single-machine ProNE from ``nodevectors`` (dim 128, ProNE's defaults), its own TSV load
    included, in a virtualenv of its own (``<work>/peer-venv``, created on first use: it is
    not a dependency of distne). ``--no-peer`` skips it.
+3. up to ``--graphframes-max-edges`` (1.5M: the 1M graph), GraphFrames'
+   ``RandomWalkEmbeddings``, the Spark-native embedding a Spark user would try first: random
+   walks with restart (its defaults: 5 walks per node), Hash2Vec at dim 128 with neighbour
+   aggregation (its defaults), the vectors written as Parquet. It runs in the project's Python
+   with ``graphframes-py`` put on ``PYTHONPATH`` from ``<work>/graphframes-py`` (installed on
+   first use, not a dependency of distne) and the JVM package by its Maven coordinates; where
+   Maven Central does not serve them, the jar of ``../shared/jars`` is installed into
+   ``~/.m2`` first (``../shared/STACK.md``). ``--no-graphframes`` skips it.
 
 Both run under a sampler of the whole process tree (JVM and Python workers included: summed
 RSS from /proc every 0.2 s). distne's stages are cut at its progress lines, so each stage gets
@@ -47,6 +56,34 @@ x = nodevectors.ProNE(n_components=128).fit_transform(g)
 t2 = time.time()
 print(json.dumps({"load": t1 - t0, "embed": t2 - t1, "nodes": int(x.shape[0])}))
 """
+GRAPHFRAMES_PY = "graphframes-py==0.11.0"
+GRAPHFRAMES_JAR = "io.graphframes:graphframes-spark4_2.13:0.11.0"
+SHARED_JARS = ROOT.parent / "shared" / "jars"
+GRAPHFRAMES_SCRIPT = """
+import json, sys, time
+t0 = time.time()
+from pyspark.sql import SparkSession
+from graphframes import GraphFrame
+from graphframes.graphframe import RandomWalkEmbeddings
+tsv, out, package = sys.argv[1:4]
+spark = (SparkSession.builder.master("local[*]").appName("graphframes-peer")
+         .config("spark.jars.packages", package).config("spark.driver.memory", "4g")
+         .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+spark.sparkContext.setCheckpointDir(out + "/checkpoints")
+edges = (spark.read.option("sep", "\\t").schema("src long, dst long").csv(tsv)
+         .filter("src != dst").cache())
+nodes = edges.selectExpr("src as id").union(edges.selectExpr("dst as id")).distinct().cache()
+n = nodes.count()
+t1 = time.time()
+rwe = RandomWalkEmbeddings(GraphFrame(nodes, edges))
+rwe.set_rw_model(temporary_prefix=out + "/walks", seed=42)
+rwe.set_hash2vec(embeddings_dim=128)
+rwe.set_neighbors_aggregation()
+rwe.run().write.mode("overwrite").parquet(out + "/vectors")
+t2 = time.time()
+print(json.dumps({"load": t1 - t0, "embed": t2 - t1, "nodes": n}))
+"""
 
 
 def _tree(pid: int) -> list[int]:
@@ -78,13 +115,15 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def measure(cmd: list[str], log: Path) -> dict:
+def measure(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
     """Run ``cmd``; its wall time, exit code, memory samples and timed stderr lines."""
     samples: list[tuple[float, int]] = []
     lines: list[tuple[float, str]] = []
     t0 = time.time()
     with open(log, "w", buffering=1) as out:  # line-buffered: the log can be followed
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
 
         def read_err() -> None:
             assert proc.stderr is not None
@@ -182,6 +221,39 @@ def peer_python(work: Path) -> str:
     return str(venv / "bin" / "python")
 
 
+def graphframes_env(work: Path) -> dict[str, str]:
+    """The environment that runs :data:`GRAPHFRAMES_SCRIPT` in the project's Python."""
+    lib = work / "graphframes-py"
+    stamp = lib / "installed.txt"
+    if not stamp.exists() or stamp.read_text() != GRAPHFRAMES_PY:
+        shutil.rmtree(lib, ignore_errors=True)
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target"]
+        subprocess.run([*pip, str(lib), GRAPHFRAMES_PY], check=True)
+        stamp.write_text(GRAPHFRAMES_PY)
+    group, artifact, version = GRAPHFRAMES_JAR.split(":")
+    m2 = Path.home() / ".m2" / "repository" / group.replace(".", "/") / artifact / version
+    jar = SHARED_JARS / f"{artifact}-{version}.jar"
+    if not m2.exists() and jar.exists():
+        # Maven Central here serves no io.graphframes artifact: install the shared build under
+        # its ordinary coordinates, which Spark's Ivy then finds in ~/.m2.
+        pom = jar.with_suffix(".pom")
+        cmd = ["mvn", "-q", "install:install-file", f"-Dfile={jar}", f"-DpomFile={pom}"]
+        subprocess.run(cmd, check=True)
+    return {**os.environ, "PYTHONPATH": str(lib)}
+
+
+def run_graphframes(tsv: Path, work: Path) -> dict:
+    out = tsv.parent / "graphframes"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-c", GRAPHFRAMES_SCRIPT, str(tsv), str(out), GRAPHFRAMES_JAR]
+    r = measure(cmd, tsv.parent / "graphframes.log", env=graphframes_env(work))
+    shutil.rmtree(out, ignore_errors=True)
+    if r["rc"] != 0:
+        return {"rc": r["rc"], "seconds": r["seconds"], "log": str(tsv.parent / "graphframes.log")}
+    inner = json.loads(r["stdout"].strip().splitlines()[-1])
+    return {"rc": 0, "seconds": round(r["seconds"], 2), "peak_gb": _peak(r["samples"]), **inner}
+
+
 def run_distne(tsv: Path, work: Path, overrides: list[str]) -> dict:
     out = tsv.parent / "emb"
     events = tsv.parent / "events"
@@ -243,6 +315,13 @@ def fit_exponent(xs: list[float], ys: list[float]) -> float | None:
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx else None
 
 
+PLOTTED = (
+    ("distne", "distne"),
+    ("peer", "ProNE (nodevectors)"),
+    ("graphframes", "GraphFrames RandomWalkEmbeddings"),
+)
+
+
 def plot(records: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -251,13 +330,12 @@ def plot(records: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, key, label in ((axes[0], "seconds", "seconds"), (axes[1], "peak_gb", "peak GB")):
-        for who in ("distne", "peer"):
+        for who, name in PLOTTED:
             pts = [(r["edges"], r[who][key]) for r in records if r.get(who, {}).get("rc") == 0]
             if not pts:
                 continue
             xs, ys = zip(*pts, strict=True)
             b = fit_exponent(list(xs), list(ys))
-            name = "distne" if who == "distne" else "ProNE (nodevectors)"
             ax.plot(xs, ys, "o-", label=f"{name}" + (f", exponent {b:.2f}" if b else ""))
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -278,6 +356,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="distne config overrides")
     ap.add_argument("--no-peer", action="store_true", help="skip single-machine ProNE")
     ap.add_argument("--peer-max-edges", type=float, default=3e7, help="skip the peer above this")
+    ap.add_argument(
+        "--include", nargs="*", default=[], help="earlier scale.json files to fit and plot with"
+    )
+    ap.add_argument("--no-graphframes", action="store_true", help="skip RandomWalkEmbeddings")
+    ap.add_argument(
+        "--graphframes-max-edges", type=float, default=1.5e6, help="skip GraphFrames above this"
+    )
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -290,9 +375,16 @@ def main() -> None:
         rec["edges"] = rec["distne"].get("edges", int(target))
         if python and target <= args.peer_max_edges:
             rec["peer"] = run_peer(tsv, python)
+        if not args.no_graphframes and target <= args.graphframes_max_edges:
+            rec["graphframes"] = run_graphframes(tsv, work)
         records.append(rec)
         print(json.dumps(rec), flush=True)
-        (work / "scale.json").write_text(json.dumps(records, indent=2))
+        (work / "scale.json").write_text(json.dumps({"runs": records}, indent=2))
+    (work / "scale.json").write_text(json.dumps({"runs": records}, indent=2))
+    # Earlier runs (other invocations' scale.json) join the fit, the plot and the table.
+    for path in args.include:
+        records += json.loads(Path(path).read_text())["runs"]
+    records.sort(key=lambda r: r["edges"])
     ok = [r for r in records if r["distne"].get("rc") == 0]
     fits = {
         "time_exponent": fit_exponent(
@@ -306,18 +398,19 @@ def main() -> None:
     plot(records, work / "scale.png")
     print(
         "\n| edges | nodes | mode | leaves | distne s | distne peak GB | ProNE s | ProNE peak GB "
-        "| time ratio | memory ratio |"
+        "| time ratio | memory ratio | GraphFrames s | GraphFrames peak GB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in ok:
-        d, p = r["distne"], r.get("peer", {})
-        has = p.get("rc") == 0
+        d, p, g = r["distne"], r.get("peer", {}), r.get("graphframes", {})
+        has, gf = p.get("rc") == 0, g.get("rc") == 0
         print(
             f"| {r['edges']:,} | {d['nodes']:,} | {d['mode']} | {d['leaves']} | {d['seconds']:.1f} "
             f"| {d['peak_gb']:.2f} | {p['seconds'] if has else '—'} "
             f"| {p['peak_gb'] if has else '—'} "
             f"| {d['seconds'] / p['seconds'] if has else float('nan'):.2f} "
-            f"| {d['peak_gb'] / p['peak_gb'] if has else float('nan'):.2f} |"
+            f"| {d['peak_gb'] / p['peak_gb'] if has else float('nan'):.2f} "
+            f"| {g['seconds'] if gf else '—'} | {g['peak_gb'] if gf else '—'} |"
         )
     print(json.dumps(fits))
     print(f"wrote {work / 'scale.json'} and {work / 'scale.png'}")
