@@ -16,14 +16,68 @@ def _run(*args, timeout=300):
     )
 
 
-@pytest.mark.spark
-def test_missing_input_exits_nonzero_naming_the_file(tmp_path):
-    r = _run("run", "--input", str(tmp_path / "missing.tsv"), "--output", str(tmp_path / "o"))
-    assert r.returncode == 2
+# Spark's first line on the JVM's start: its absence shows a check ran before the JVM.
+SPARK_STARTED = "log4j profile"
+
+
+def _one_error(r) -> str:
+    assert r.returncode == 2, r.stderr
     err = [line for line in r.stderr.splitlines() if line.startswith("distne: error:")]
-    assert len(err) == 1 and "missing.tsv" in err[0] and "no such file" in err[0]
-    assert "Traceback" not in r.stderr
+    assert len(err) == 1 and "Traceback" not in r.stderr, r.stderr
+    return err[0]
+
+
+def test_missing_input_exits_nonzero_naming_the_file_before_spark_starts(tmp_path):
+    r = _run("run", "--input", str(tmp_path / "missing.tsv"), "--output", str(tmp_path / "o"))
+    err = _one_error(r)
+    assert "missing.tsv" in err and "no such file" in err
+    assert SPARK_STARTED not in r.stderr
     assert not (tmp_path / "o").exists()
+    r = _run("evaluate", "--embeddings", str(tmp_path / "o"), "--labels", str(tmp_path / "l.tsv"))
+    assert "labels" in _one_error(r) and SPARK_STARTED not in r.stderr
+    (tmp_path / "bin.tsv").write_bytes(b"\x00\x01\x02" * 100)
+    r = _run("run", "--input", str(tmp_path / "bin.tsv"), "--output", str(tmp_path / "o"))
+    assert "binary data in 'bin.tsv'" in _one_error(r) and SPARK_STARTED not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("fraction", "train", "test", "expected"),
+    [
+        ("1.5", "train", "test", "--fraction: expected the share of edges"),
+        ("0", "train", "test", "found 0.0"),
+        ("0.1", "same", "same/", "--test"),
+    ],
+)
+def test_split_arguments_are_checked_before_spark_starts(tmp_path, fraction, train, test, expected):
+    edges = ROOT / "data" / "sample" / "ppi" / "edges.tsv"
+    r = _run(
+        "split", "--input", str(edges), "--train", str(tmp_path / train),
+        "--test", str(tmp_path / test), "--fraction", fraction,
+    )  # fmt: skip
+    assert expected in _one_error(r)
+    assert SPARK_STARTED not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.spark
+def test_split_never_deletes_a_folder_of_other_files(tmp_path):
+    edges = ROOT / "data" / "sample" / "ppi" / "edges.tsv"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+
+    def split(train, test):
+        args = ["--input", str(edges), "--train", str(train), "--test", str(test)]
+        return _run("split", *args, "--set", "spark.master=local[1]")
+
+    err = _one_error(split(tmp_path / "train", mine))
+    assert str(mine) in err and "notes.txt" in err
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / "train").exists()  # refused before anything was written
+    for _ in range(2):  # a rerun over its own output replaces it
+        r = split(tmp_path / "train", tmp_path / "test")
+        assert r.returncode == 0, r.stderr
+        assert sorted(p.name for p in (tmp_path / "test").glob("part-*.csv"))
 
 
 def test_bad_override_exits_nonzero_before_spark_starts():

@@ -43,6 +43,19 @@ def test_comments_duplicates_self_loops_and_string_ids(spark, tmp_path):
     assert weights == [1.0, 1.0, 2.0]  # the parallel alice-bob pair sums
 
 
+def test_ids_with_only_self_loops_are_dropped_and_counted(spark, tmp_path):
+    f = tmp_path / "loops.txt"
+    f.write_text("1 2\n2 3\n7 7\n7 7\n8 8\n3 3\n")
+    g = ingest(spark, _input(f))
+    # 3 has an edge besides its loop: it stays; 7 and 8 have nothing but loops.
+    assert sorted(r["node_id"] for r in g.nodes.collect()) == [1, 2, 3]
+    assert sorted(r["id"] for r in g.nodes.collect()) == [0, 1, 2]  # still dense
+    assert g.loop_only == 2
+    assert _edge_set(g) == {frozenset((1, 2)), frozenset((2, 3))}
+    f.write_text("1 2\n2 3\n")
+    assert ingest(spark, _input(f)).loop_only == 0
+
+
 def test_csv_parquet_and_folder_inputs_agree(spark, tmp_path):
     rows = [(1, 2, 0.5), (2, 3, 1.5), (3, 1, 2.0), (4, 5, 1.0)]
     df = spark.createDataFrame(rows, "a long, b long, w double")
@@ -55,6 +68,23 @@ def test_csv_parquet_and_folder_inputs_agree(spark, tmp_path):
         _edge_set(g1) == _edge_set(g2) == {frozenset(p) for p in [(1, 2), (2, 3), (3, 1), (4, 5)]}
     )
     assert sorted(r["weight"] for r in g1.edges.collect()) == [0.5, 1.0, 1.5, 2.0]
+
+
+def test_float_and_nested_ids_in_columnar_input(spark, tmp_path):
+    # Whole numbers stored as doubles are integer ids (pandas upcasts int columns with nulls).
+    whole = spark.createDataFrame([(1.0, 2.0), (2.0, 7.0)], "src double, dst double")
+    whole.write.parquet(str(tmp_path / "whole"))
+    g = ingest(spark, _input(tmp_path / "whole"))
+    assert g.id_type is IdType.LONG
+    assert _edge_set(g) == {frozenset((1, 2)), frozenset((2, 7))}
+    frac = spark.createDataFrame([(1.0, 2.0), (1.5, 3.0)], "src double, dst double")
+    frac.write.parquet(str(tmp_path / "frac"))
+    with pytest.raises(InputError, match=r"in rows like \('1.5', '3', 1.0\)"):
+        ingest(spark, _input(tmp_path / "frac"))
+    nested = spark.createDataFrame([([1], 2)], "src array<long>, dst long")
+    nested.write.parquet(str(tmp_path / "nested"))
+    with pytest.raises(InputError, match=r"column 'src' holds array<bigint> values; expected"):
+        ingest(spark, _input(tmp_path / "nested"))
 
 
 def test_directed_keeps_both_orientations(spark, tmp_path):

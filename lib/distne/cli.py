@@ -17,8 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from distne.config import Config, describe, load_config, to_dict
-from distne.errors import DistneError
+from distne.config import Config, ConfigError, describe, load_config, to_dict
+from distne.errors import DistneError, InputError
 
 # The embedded default of the CLI (no --config): local Spark on all cores, small shuffles.
 LOCAL_DEFAULTS = (
@@ -124,6 +124,39 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     return parser
 
 
+def _check_local(what: str, path: str | None) -> None:
+    """Fail before the JVM starts when a local path names nothing (remote paths wait for Spark)."""
+    from distne.ingest import local_paths
+
+    if path and local_paths(path) == []:
+        raise InputError(f"{what} {path!r}: no such file, folder or glob match.")
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """What can be checked without Spark, checked before the JVM starts (seconds, not ~10 s)."""
+    if args.command in ("run", "split") and args.input:
+        _check_local("input", args.input)
+    if args.command == "evaluate":
+        _check_local("test edges", args.test_edges)
+        _check_local("labels", args.labels)
+    if args.command == "split":
+        if not 0 < args.fraction < 1:
+            raise ConfigError(
+                f"split --fraction: expected the share of edges to hold out, a number between "
+                f"0 and 1 (exclusive); found {args.fraction}."
+            )
+        paths = {"--input": args.input, "--train": args.train, "--test": args.test}
+        seen: dict[str, str] = {}
+        for flag, path in paths.items():
+            key = os.path.abspath(path.removeprefix("file://").removeprefix("file:"))
+            if "://" not in path and key in seen:
+                raise ConfigError(
+                    f"split {flag} {path!r}: the same path as {seen[key]}; expected "
+                    f"--input, --train and --test to be three different paths."
+                )
+            seen[key] = flag
+
+
 def _session(config: Config, default_master: str | None):  # noqa: ANN202 - pyspark type
     from distne.session import build_session
 
@@ -131,6 +164,7 @@ def _session(config: Config, default_master: str | None):  # noqa: ANN202 - pysp
 
 
 def _cmd_run(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.ingest import check_local_input
     from distne.pipeline import run
 
     overrides = []
@@ -139,6 +173,7 @@ def _cmd_run(args: argparse.Namespace, default_master: str | None) -> int:
     if args.output:
         overrides.append(f"output.path={json.dumps(args.output)}")
     config = _config(args, default_master is not None).with_overrides(overrides)
+    check_local_input(config.input)
     spark = _session(config, default_master)
     summary = run(spark, config)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.render())
@@ -167,12 +202,16 @@ def _cmd_evaluate(args: argparse.Namespace, default_master: str | None) -> int:
 
 def _cmd_split(args: argparse.Namespace, default_master: str | None) -> int:
     from distne.evaluation import split_edges
-    from distne.ingest import ingest
+    from distne.ingest import check_local_input, ingest
+    from distne.write import check_csv_output
 
     config = _config(args, default_master is not None).with_overrides(
         [f"input.path={json.dumps(args.input)}"]
     )
+    check_local_input(config.input)
     spark = _session(config, default_master)
+    for what, path in (("train", args.train), ("test", args.test)):
+        check_csv_output(spark, f"split --{what}", path)
     graph = ingest(spark, config.input)
     result = split_edges(spark, graph, args.fraction, config.seed)
     result.train.write.mode("overwrite").option("header", True).csv(args.train)
@@ -203,6 +242,7 @@ def main(argv: Sequence[str] | None = None, default_master: str | None = "local[
     """
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
+        precheck(args)
         return COMMANDS[args.command](args, default_master)
     except DistneError as e:
         print(f"distne: error: {e}", file=sys.stderr)

@@ -28,6 +28,9 @@ class Graph:
     nodes: DataFrame  # id: long (dense), node_id: user's id (long or string)
     edges: DataFrame  # src: long, dst: long, weight: double
     id_type: IdType  # LONG or STRING: the type of nodes.node_id
+    # Ids of the input that appear only in self-loops: no edge to embed them by, so they are
+    # not nodes of the graph (no vector); counted for the run's summary.
+    loop_only: int = 0
 
 
 # One vector per node, as every embedding backend returns them: ``id`` (dense), ``part`` (the

@@ -19,7 +19,7 @@ from distne.errors import InputError
 from distne.graph import Graph, endpoints
 
 
-def _local_paths(path: str) -> list[str] | None:
+def local_paths(path: str) -> list[str] | None:
     """Files a local path/glob names, or None for a remote URI (s3://, abfss://, dbfs:/ ...)."""
     if "://" in path and not path.startswith("file://"):
         return None
@@ -29,6 +29,83 @@ def _local_paths(path: str) -> list[str] | None:
     if os.path.isdir(p):
         return [p]
     return [p] if os.path.exists(p) else []
+
+
+# Suffixes Spark decompresses when it reads text (the bytes are binary, the content is not).
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".snappy", ".deflate")
+SNIFF_BYTES = 8192
+
+
+def _data_files(paths: list[str]) -> list[str]:
+    """The files Spark reads for local ``paths``: folders walked, names starting with ``.`` or
+    ``_`` skipped (Spark's hidden files: checksums, ``_SUCCESS``, ``_delta_log``)."""
+    out = []
+    for p in paths:
+        if not os.path.isdir(p):
+            out.append(p)
+            continue
+        for folder, dirs, names in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            out += [os.path.join(folder, n) for n in sorted(names) if not n.startswith((".", "_"))]
+    return out
+
+
+def _kind(path: str) -> str:
+    """A file's extension without a compression suffix (``a.tsv.gz`` -> ``.tsv``)."""
+    name = os.path.basename(path)
+    for suffix in COMPRESSED:
+        name = name.removesuffix(suffix)
+    return os.path.splitext(name)[1].lower()
+
+
+def check_local_input(cfg: InputConfig) -> None:
+    """What can be checked of a local input without Spark: it exists, its files are of one kind
+    (a README or Parquet parts beside text would become node ids), and text is not binary.
+
+    Remote paths (``s3://`` ...) are left to Spark. Raises :class:`InputError`.
+    """
+    if not cfg.path:
+        raise InputError("no input given: set --input PATH (or input.path in the config).")
+    local = local_paths(cfg.path)
+    if local is None:
+        return
+    if not local:
+        raise InputError(f"input {cfg.path!r}: no such file, folder or glob match.")
+    fmt = cfg.format if cfg.format is not InputFormat.AUTO else detect_format(cfg.path)
+    if fmt is InputFormat.DELTA:
+        return
+    files = _data_files(local)
+    if not files:
+        raise InputError(
+            f"input {cfg.path!r}: expected edge-list files; found a folder with none (names "
+            f"starting with '.' or '_' are skipped, as Spark does)."
+        )
+    kinds: dict[str, list[str]] = {}
+    for f in files:
+        kinds.setdefault(_kind(f), []).append(os.path.basename(f))
+    if len(kinds) > 1:
+        found = "; ".join(
+            f"{k or 'no extension'}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}"
+            for k, v in sorted(kinds.items())
+        )
+        raise InputError(
+            f"input {cfg.path!r}: expected files of one kind (every file is read as edges); "
+            f"found {found}. Point --input at one kind, e.g. a glob such as "
+            f"'{cfg.path.rstrip('/')}/*.tsv', or move the other files away."
+        )
+    if fmt in (InputFormat.TEXT, InputFormat.CSV):
+        for f in files:
+            if f.endswith(COMPRESSED):
+                continue
+            with open(f, "rb") as handle:
+                head = handle.read(SNIFF_BYTES)
+            if b"\0" in head:
+                raise InputError(
+                    f"input {cfg.path!r}: expected a text edge list ('src dst [weight]' per "
+                    f"line); found binary data in {os.path.basename(f)!r} (NUL bytes in its "
+                    f"first {SNIFF_BYTES // 1024} KB). For Parquet files set "
+                    f"input.format=parquet."
+                )
 
 
 def detect_format(path: str) -> InputFormat:
@@ -123,19 +200,45 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
             f"input {path!r}: column(s) {missing} missing; found columns {df.columns}. "
             f"Set input.src_col / input.dst_col / input.weight_col to the names in the data."
         )
+    ends = (cfg.src_col, cfg.dst_col)
+    for c in ends:
+        kind = df.schema[c].dataType
+        if not isinstance(kind, T.StringType | T.IntegralType | T.FractionalType):
+            raise InputError(
+                f"input {path!r}: column {c!r} holds {kind.simpleString()} values; expected "
+                f"node ids, integers or strings. Convert the column, or set input.src_col / "
+                f"input.dst_col to the id columns."
+            )
+    fractional = [c for c in ends if isinstance(df.schema[c].dataType, T.FractionalType)]
+
+    def node_id(c: str) -> Column:
+        col = F.col(c)
+        if c not in fractional:
+            return col.cast("string")
+        # Whole numbers stored as floats (a common upcast) are integer ids: 7.0 is node "7".
+        # Anything else keeps its text so that the check of ``_frac`` can show it.
+        return F.when(col == F.floor(col), col.cast("long").cast("string")).otherwise(
+            col.cast("string")
+        )
+
+    frac = F.lit(False)
+    for c in fractional:
+        frac = frac | F.coalesce(F.col(c) != F.floor(F.col(c)), F.lit(False))
     weight = F.col(cfg.weight_col).try_cast("double") if cfg.weight_col else F.lit(1.0)
     return df.select(
-        F.col(cfg.src_col).cast("string").alias("src"),
-        F.col(cfg.dst_col).cast("string").alias("dst"),
+        node_id(cfg.src_col).alias("src"),
+        node_id(cfg.dst_col).alias("dst"),
         weight.alias("weight"),
+        frac.alias("_frac"),
     )
 
 
 _INTEGER = r"^-?[0-9]{1,18}$"
 
 
-def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> IdType:
-    """Every check of the rows in one aggregate (one pass over the input); the id type.
+def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int]:
+    """Every check of the rows in one aggregate (one pass over the input); the id type and the
+    number of self-loop rows.
 
     Raises :class:`InputError` for the first failed check, in the order below, with an example
     row: short text lines, unparsable weights, empty endpoints, weights that are not positive
@@ -166,6 +269,14 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> IdType:
                 f"or non-numeric values in rows like",
             )
         )
+    if not text:
+        checks.append(
+            (
+                F.col("_frac"),
+                f"input {path!r}: expected node ids, integers or strings; found numbers with a "
+                f"fraction (or NaN, infinite) in rows like",
+            )
+        )
     empty = F.col("src").isNull() | F.col("dst").isNull() | (F.col("src") == "")
     checks.append(
         (
@@ -191,6 +302,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> IdType:
         ],
         F.count(F.when(~is_int, 1)).alias("non_int"),
         F.count(F.when(distinct_ends, 1)).alias("pairs"),
+        F.count(F.when(~distinct_ends, 1)).alias("loops"),
     ).first()
     assert row is not None
     for i, (_, message) in enumerate(checks):
@@ -209,29 +321,28 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> IdType:
             f"found none (empty input, only comments, or only self-loops)."
         )
     if cfg.id_type is not IdType.AUTO:
-        return cfg.id_type
-    return IdType.STRING if row["non_int"] else IdType.LONG
+        return cfg.id_type, int(row["loops"])
+    return (IdType.STRING if row["non_int"] else IdType.LONG), int(row["loops"])
 
 
-def read_edges(spark: SparkSession, cfg: InputConfig) -> tuple[DataFrame, IdType]:
+def read_edges(spark: SparkSession, cfg: InputConfig) -> tuple[DataFrame, IdType, int]:
     """Raw edges as given, validated in one pass: ``src``, ``dst`` (strings, the user's ids),
-    ``weight`` (double); and the type the ids have."""
-    if not cfg.path:
-        raise InputError("no input given: set --input PATH (or input.path in the config).")
-    local = _local_paths(cfg.path)
-    if local is not None and not local:
-        raise InputError(f"input {cfg.path!r}: no such file, folder or glob match.")
+    ``weight`` (double); the type the ids have; how many rows are self-loops."""
+    check_local_input(cfg)
     fmt = cfg.format if cfg.format is not InputFormat.AUTO else detect_format(cfg.path)
     text = fmt is InputFormat.TEXT
     raw = _read_text(spark, cfg.path, cfg) if text else _read_columns(spark, cfg.path, fmt, cfg)
-    id_type = _validate(raw, cfg, text)
-    return raw.select("src", "dst", "weight"), id_type
+    id_type, loops = _validate(raw, cfg, text)
+    return raw.select("src", "dst", "weight"), id_type, loops
 
 
-def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType) -> Graph:
+def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType, loops: int = 0) -> Graph:
     """Clean validated raw edges and map the user's ids to dense longs ``0..n-1``.
 
-    Self-loops are dropped; parallel edges collapse into one (their weights summed, so a
+    Self-loops are dropped, and with them ids that appear only in self-loops: they have no
+    edge to be embedded by (their vector would be zero, their cosine undefined), so they are
+    not nodes; ``Graph.loop_only`` counts them (computed only when ``loops``, the number of
+    self-loop rows, is not zero). Parallel edges collapse into one (their weights summed, so a
     weighted multigraph keeps its total weight); undirected graphs store ``src < dst``.
     Dense ids follow the sort order of the user's ids, so the same input gives the same ids.
     """
@@ -241,7 +352,9 @@ def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType) -> Graph:
         F.col("dst").try_cast(key_type).alias("dst"),
         "weight",
     )
-    nodes = dense_index(endpoints(typed, "node_id"), key_type, "id")
+    nodes = dense_index(
+        endpoints(typed.where(F.col("src") != F.col("dst")), "node_id"), key_type, "id"
+    )
     m = nodes.select(F.col("node_id").alias("_k"), F.col("id").alias("_id"))
     edges = (
         typed.join(m.withColumnsRenamed({"_id": "s"}), typed["src"] == F.col("_k"))
@@ -260,7 +373,12 @@ def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType) -> Graph:
     edges = edges.groupBy(F.col("s").alias("src"), F.col("d").alias("dst")).agg(
         F.sum("weight").alias("weight")
     )
-    return Graph(nodes=nodes, edges=edges, id_type=id_type)
+    loop_only = 0
+    if loops:
+        # Self-loop rows are few in real edge lists: the distinct ids among them are too.
+        looped = typed.where(F.col("src") == F.col("dst")).select(F.col("src").alias("node_id"))
+        loop_only = looped.distinct().join(nodes, "node_id", "left_anti").count()
+    return Graph(nodes=nodes, edges=edges, id_type=id_type, loop_only=loop_only)
 
 
 def ingest(spark: SparkSession, cfg: InputConfig) -> Graph:
@@ -271,5 +389,5 @@ def ingest(spark: SparkSession, cfg: InputConfig) -> Graph:
         >>> g.edges.columns
         ['src', 'dst', 'weight']
     """
-    raw, id_type = read_edges(spark, cfg)
-    return build_graph(raw, cfg, id_type)
+    raw, id_type, loops = read_edges(spark, cfg)
+    return build_graph(raw, cfg, id_type, loops)

@@ -110,12 +110,16 @@ def leaf_edge_bound(nodes: int, edges: int, max_nodes: int) -> int:
     return max(max_nodes, math.ceil(EDGE_SLACK * 2 * edges * max_nodes / max(1, nodes)))
 
 
+LOOP_ONLY = "only self-loops, no edge to embed them by: no row in the table"
+
+
 @dataclass
 class RunSummary:
     """What a run did; printed by the CLI and stored (without the table path) in Delta."""
 
     nodes: int = 0
     edges: int = 0
+    dropped_loop_only: int = 0  # ids of the input with only self-loops (no vector)
     mode: str = ""
     plan: str = ""
     leaf_subgraphs: int = 0
@@ -191,11 +195,15 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
             nodes=cut_lineage(graph.nodes, config.runtime),
             edges=cut_lineage(graph.edges, config.runtime),
             id_type=graph.id_type,
+            loop_only=graph.loop_only,
         )
         summary.nodes = graph.nodes.count()
         summary.edges = graph.edges.count()
     summary.seconds["ingest"] = t["seconds"]
     progress.log(f"ingest: {summary.nodes:,} nodes, {summary.edges:,} edges")
+    summary.dropped_loop_only = graph.loop_only
+    if graph.loop_only:
+        progress.log(f"ingest: {graph.loop_only:,} ids dropped: {LOOP_ONLY}")
 
     program = make_program(config.embedding, config.seed)
     plan = plan_run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -63,6 +64,38 @@ def output_state(spark: SparkSession, path: str) -> OutputState:
         f"{', ...' if len(entries) > 5 else ''}); expected a new path or a distne table. "
         f"Choose another --output."
     )
+
+
+# What Spark's CSV writer leaves in a folder: the parts, the success marker, their checksums.
+CSV_OUTPUT_FILES = re.compile(r"^\.?(part-.*|_SUCCESS)(\.crc)?$")
+
+
+def check_csv_output(spark: SparkSession, what: str, path: str) -> None:
+    """Refuse a CSV output folder that holds anything but an earlier CSV output of Spark's.
+
+    Spark's ``mode("overwrite")`` deletes the whole folder first, so a folder of the user's
+    own files would be lost; a file at the path is refused too.
+    """
+    fs, jpath = _hadoop_path(spark, path)
+    if not fs.exists(jpath):
+        return
+    if not fs.getFileStatus(jpath).isDirectory():
+        raise OutputError(
+            f"{what} {path!r} is a file; expected a new folder (or one this command wrote "
+            f"before). Choose another path; distne will not delete it."
+        )
+    foreign = sorted(
+        name
+        for name in (s.getPath().getName() for s in fs.listStatus(jpath))
+        if not CSV_OUTPUT_FILES.match(name)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise OutputError(
+            f"{what} {path!r} holds files that are not CSV parts written by Spark ({shown}); "
+            f"writing would delete them. Expected a new folder or one this command wrote "
+            f"before. Choose another path, or empty it yourself."
+        )
 
 
 def check_output(spark: SparkSession, path: str | None, mode: WriteMode) -> OutputState:

@@ -206,6 +206,9 @@ def read_labels(path: str) -> dict[str, list[str]]:
 
     labels: dict[str, list[str]] = {}
     try:
+        with open(path, "rb") as raw:
+            if b"\0" in raw.read(8192):
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
         with open(path, newline="") as fh:
             if path.lower().endswith(".csv"):
                 reader = csv.reader(fh)
@@ -226,6 +229,15 @@ def read_labels(path: str) -> dict[str, list[str]]:
                         labels.setdefault(node, []).append(str(cls))
     except FileNotFoundError:
         raise InputError(f"labels {path!r}: no such file.") from None
+    except IsADirectoryError:
+        raise InputError(
+            f"labels {path!r}: expected a file (communities.tsv or id,label CSV); found a folder."
+        ) from None
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"labels {path!r}: expected text (communities.tsv: one community's node ids per "
+            f"line, or an id,label CSV); found binary data ({e.reason})."
+        ) from None
     if not labels:
         raise InputError(f"labels {path!r}: expected labelled nodes; found none.")
     return labels
