@@ -30,7 +30,7 @@ if [ "${1:-}" = "--no-demo" ]; then
 fi
 
 OUT=out/ppi-embeddings
-echo "== distne run on the sample graph (PPI, 3,890 nodes), default settings"
+echo "== distne run on the sample graph (PPI, 3,860 nodes with edges), default settings"
 .venv/bin/distne run --input data/sample/ppi/edges.tsv --output "$OUT"
 echo "== quality: node classification on the PPI labels (Micro/Macro-F1, 50% train)"
 .venv/bin/distne evaluate --embeddings "$OUT" --labels data/sample/ppi/communities.tsv
