@@ -84,3 +84,11 @@ def test_labels_that_are_not_text_are_named(tmp_path, content, expected):
         read_labels(str(f))
     assert str(f) in str(err.value) and expected in str(err.value)
     assert "\x00" not in str(err.value)
+
+
+def test_the_summary_names_dropped_ids_only_when_there_are_some():
+    from distne.pipeline import RunSummary
+
+    shown = RunSummary(nodes=3, edges=2, dropped_loop_only=2).render().splitlines()
+    assert shown[2].startswith("dropped          2 ids (only self-loops")
+    assert "dropped" not in RunSummary(nodes=3, edges=2).render()

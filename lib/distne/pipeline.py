@@ -139,6 +139,8 @@ class RunSummary:
             f"edges            {self.edges:,}",
             f"mode             {self.mode} ({self.plan})",
         ]
+        if self.dropped_loop_only:
+            lines.insert(2, f"dropped          {self.dropped_loop_only:,} ids ({LOOP_ONLY})")
         if self.partition:
             lines += [
                 f"leaf subgraphs   {self.leaf_subgraphs:,} (max "
