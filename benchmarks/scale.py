@@ -246,12 +246,10 @@ def run_graphframes(tsv: Path, work: Path) -> dict:
     out = tsv.parent / "graphframes"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-c", GRAPHFRAMES_SCRIPT, str(tsv), str(out), GRAPHFRAMES_JAR]
-    r = measure(cmd, tsv.parent / "graphframes.log", env=graphframes_env(work))
-    shutil.rmtree(out, ignore_errors=True)
-    if r["rc"] != 0:
-        return {"rc": r["rc"], "seconds": r["seconds"], "log": str(tsv.parent / "graphframes.log")}
-    inner = json.loads(r["stdout"].strip().splitlines()[-1])
-    return {"rc": 0, "seconds": round(r["seconds"], 2), "peak_gb": _peak(r["samples"]), **inner}
+    try:
+        return run_script(cmd, tsv.parent / "graphframes.log", env=graphframes_env(work))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def run_distne(tsv: Path, work: Path, overrides: list[str]) -> dict:
@@ -296,12 +294,17 @@ def run_distne(tsv: Path, work: Path, overrides: list[str]) -> dict:
     }
 
 
-def run_peer(tsv: Path, python: str) -> dict:
-    r = measure([python, "-c", PEER_SCRIPT, str(tsv)], tsv.parent / "peer.log")
+def run_script(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
+    """A peer script under :func:`measure`: seconds, peak and the JSON of its last line."""
+    r = measure(cmd, log, env)
+    out = {"rc": r["rc"], "seconds": round(r["seconds"], 2), "peak_gb": _peak(r["samples"])}
     if r["rc"] != 0:
-        return {"rc": r["rc"], "seconds": r["seconds"], "peak_gb": _peak(r["samples"])}
-    inner = json.loads(r["stdout"].strip().splitlines()[-1])
-    return {"rc": 0, "seconds": round(r["seconds"], 2), "peak_gb": _peak(r["samples"]), **inner}
+        return {**out, "log": str(log)}
+    return {**out, **json.loads(r["stdout"].strip().splitlines()[-1])}
+
+
+def run_peer(tsv: Path, python: str) -> dict:
+    return run_script([python, "-c", PEER_SCRIPT, str(tsv)], tsv.parent / "peer.log")
 
 
 def fit_exponent(xs: list[float], ys: list[float]) -> float | None:
@@ -380,7 +383,6 @@ def main() -> None:
         records.append(rec)
         print(json.dumps(rec), flush=True)
         (work / "scale.json").write_text(json.dumps({"runs": records}, indent=2))
-    (work / "scale.json").write_text(json.dumps({"runs": records}, indent=2))
     # Earlier runs (other invocations' scale.json) join the fit, the plot and the table.
     for path in args.include:
         records += json.loads(Path(path).read_text())["runs"]

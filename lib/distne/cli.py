@@ -134,8 +134,7 @@ def _check_local(what: str, path: str | None) -> None:
 
 def precheck(args: argparse.Namespace) -> None:
     """What can be checked without Spark, checked before the JVM starts (seconds, not ~10 s)."""
-    if args.command in ("run", "split") and args.input:
-        _check_local("input", args.input)
+    # run and split check their input (binary, mixed folders too) with the config loaded.
     if args.command == "evaluate":
         _check_local("test edges", args.test_edges)
         _check_local("labels", args.labels)

@@ -36,6 +36,12 @@ COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".snappy", ".deflate")
 SNIFF_BYTES = 8192
 
 
+def looks_binary(path: str) -> bool:
+    """Whether a local file has NUL bytes in its first ``SNIFF_BYTES`` (text never does)."""
+    with open(path, "rb") as handle:
+        return b"\0" in handle.read(SNIFF_BYTES)
+
+
 def _data_files(paths: list[str]) -> list[str]:
     """The files Spark reads for local ``paths``: folders walked, names starting with ``.`` or
     ``_`` skipped (Spark's hidden files: checksums, ``_SUCCESS``, ``_delta_log``)."""
@@ -95,11 +101,7 @@ def check_local_input(cfg: InputConfig) -> None:
         )
     if fmt in (InputFormat.TEXT, InputFormat.CSV):
         for f in files:
-            if f.endswith(COMPRESSED):
-                continue
-            with open(f, "rb") as handle:
-                head = handle.read(SNIFF_BYTES)
-            if b"\0" in head:
+            if not f.endswith(COMPRESSED) and looks_binary(f):
                 raise InputError(
                     f"input {cfg.path!r}: expected a text edge list ('src dst [weight]' per "
                     f"line); found binary data in {os.path.basename(f)!r} (NUL bytes in its "

@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 
 from distne.config import InputConfig
 from distne.errors import InputError
-from distne.ingest import dense_index, read_edges
+from distne.ingest import dense_index, looks_binary, read_edges
 from distne.sparkutil import hash_bucket, uniform
 
 
@@ -199,6 +199,11 @@ def _is_csv_folder(path: str) -> bool:
     return bool(files) and all(f.endswith(".csv") for f in files)
 
 
+LABELS_TEXT = (
+    "expected text (communities.tsv: one community's node ids per line, or an id,label CSV)"
+)
+
+
 def read_labels(path: str) -> dict[str, list[str]]:
     """Node labels from ``communities.tsv`` (one class per line: its members' ids) or a CSV
     ``id,label`` (a node may appear on several rows)."""
@@ -206,9 +211,8 @@ def read_labels(path: str) -> dict[str, list[str]]:
 
     labels: dict[str, list[str]] = {}
     try:
-        with open(path, "rb") as raw:
-            if b"\0" in raw.read(8192):
-                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
+        if looks_binary(path):
+            raise InputError(f"labels {path!r}: {LABELS_TEXT}; found binary data (NUL byte).")
         with open(path, newline="") as fh:
             if path.lower().endswith(".csv"):
                 reader = csv.reader(fh)
@@ -234,10 +238,8 @@ def read_labels(path: str) -> dict[str, list[str]]:
             f"labels {path!r}: expected a file (communities.tsv or id,label CSV); found a folder."
         ) from None
     except UnicodeDecodeError as e:
-        raise InputError(
-            f"labels {path!r}: expected text (communities.tsv: one community's node ids per "
-            f"line, or an id,label CSV); found binary data ({e.reason})."
-        ) from None
+        reason = f"found binary data ({e.reason})"
+        raise InputError(f"labels {path!r}: {LABELS_TEXT}; {reason}.") from None
     if not labels:
         raise InputError(f"labels {path!r}: expected labelled nodes; found none.")
     return labels
