@@ -211,7 +211,7 @@ def _cmd_split(args: argparse.Namespace, default_master: str | None) -> int:
     spark = _session(config, default_master)
     for what, path in (("train", args.train), ("test", args.test)):
         check_csv_output(spark, f"split --{what}", path)
-    graph = ingest(spark, config.input)
+    graph = ingest(spark, config.input, config.runtime)
     result = split_edges(spark, graph, args.fraction, config.seed)
     result.train.write.mode("overwrite").option("header", True).csv(args.train)
     result.test.write.mode("overwrite").option("header", True).csv(args.test)

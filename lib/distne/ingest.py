@@ -10,13 +10,15 @@ from __future__ import annotations
 import glob
 import os
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from distne.config import IdType, InputConfig, InputFormat
+from distne.config import IdType, InputConfig, InputFormat, RuntimeConfig
 from distne.errors import InputError
 from distne.graph import Graph, endpoints
+from distne.sparkutil import cut_lineage
 
 
 def local_paths(path: str) -> list[str] | None:
@@ -144,7 +146,7 @@ def dense_index(node_ids: DataFrame, key_type: T.DataType, index_col: str) -> Da
         .distinct()
         .orderBy("node_id")
         .select("node_id", F.monotonically_increasing_id().alias("_m"))
-        .localCheckpoint(eager=True)
+        .localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
     )
     part = F.shiftright(F.col("_m"), 33)
     counts = sorted(
@@ -338,7 +340,13 @@ def read_edges(spark: SparkSession, cfg: InputConfig) -> tuple[DataFrame, IdType
     return raw.select("src", "dst", "weight"), id_type, loops
 
 
-def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType, loops: int = 0) -> Graph:
+def build_graph(
+    raw: DataFrame,
+    cfg: InputConfig,
+    id_type: IdType,
+    loops: int = 0,
+    runtime: RuntimeConfig | None = None,
+) -> Graph:
     """Clean validated raw edges and map the user's ids to dense longs ``0..n-1``.
 
     Self-loops are dropped, and with them ids that appear only in self-loops: they have no
@@ -347,6 +355,10 @@ def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType, loops: int = 
     self-loop rows, is not zero). Parallel edges collapse into one (their weights summed, so a
     weighted multigraph keeps its total weight); undirected graphs store ``src < dst``.
     Dense ids follow the sort order of the user's ids, so the same input gives the same ids.
+
+    With ``runtime``, the typed rows are materialised once (as ``runtime.lineage`` says) and
+    both the ids and the edges are read from them, so text is parsed twice in all (here and
+    by the validation), not three times.
     """
     key_type = T.LongType() if id_type is IdType.LONG else T.StringType()
     typed = raw.select(
@@ -354,6 +366,8 @@ def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType, loops: int = 
         F.col("dst").try_cast(key_type).alias("dst"),
         "weight",
     )
+    if runtime is not None:
+        typed = cut_lineage(typed, runtime)
     nodes = dense_index(
         endpoints(typed.where(F.col("src") != F.col("dst")), "node_id"), key_type, "id"
     )
@@ -383,8 +397,11 @@ def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType, loops: int = 
     return Graph(nodes=nodes, edges=edges, id_type=id_type, loop_only=loop_only)
 
 
-def ingest(spark: SparkSession, cfg: InputConfig) -> Graph:
+def ingest(spark: SparkSession, cfg: InputConfig, runtime: RuntimeConfig | None = None) -> Graph:
     """Read and clean the edge list named by ``cfg``; raise :class:`InputError` on bad input.
+
+    ``runtime`` (the pipeline passes it): materialise the parsed rows once, see
+    :func:`build_graph`.
 
     Example:
         >>> g = ingest(spark, InputConfig(path="data/sample/ppi/edges.tsv"))  # doctest: +SKIP
@@ -392,4 +409,4 @@ def ingest(spark: SparkSession, cfg: InputConfig) -> Graph:
         ['src', 'dst', 'weight']
     """
     raw, id_type, loops = read_edges(spark, cfg)
-    return build_graph(raw, cfg, id_type, loops)
+    return build_graph(raw, cfg, id_type, loops, runtime)

@@ -192,7 +192,7 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     t0 = time.perf_counter()
 
     with progress.stage("ingest", config.input.path or "") as t:
-        graph = ingest(spark, config.input)
+        graph = ingest(spark, config.input, config.runtime)
         graph = Graph(
             nodes=cut_lineage(graph.nodes, config.runtime),
             edges=cut_lineage(graph.edges, config.runtime),

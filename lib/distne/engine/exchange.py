@@ -677,7 +677,7 @@ def embed_exchange(
                 # The conversion runs in the barrier tasks' own Python workers, after the
                 # program; the barrier stage writes the pieces straight to disk.
                 pieces = spark.createDataFrame(blocks.barrier().mapPartitions(task), PIECES_SCHEMA)
-                pieces = cut_lineage(pieces, config.runtime, StorageLevel.DISK_ONLY)
+                pieces = cut_lineage(pieces, config.runtime)
             finally:
                 listener.close()
         else:
@@ -686,9 +686,9 @@ def embed_exchange(
                 on_start(state)
             program.run(state)
             pieces = spark.createDataFrame(state.pieces(program.dim), PIECES_SCHEMA)
-            pieces = cut_lineage(pieces, config.runtime, StorageLevel.DISK_ONLY)
+            pieces = cut_lineage(pieces, config.runtime)
         sc.setJobDescription("exchange output")
-        return cut_lineage(_vectors_frame(pieces), config.runtime, StorageLevel.DISK_ONLY)
+        return cut_lineage(_vectors_frame(pieces), config.runtime)
     finally:
         if state is not None:
             state.close()

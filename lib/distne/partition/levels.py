@@ -122,6 +122,7 @@ def partition_level(
     m: int,
     config: Config,
     level: Level,
+    progress: Progress | None = None,
 ) -> tuple[DataFrame, LevelMethod, dict[int, int], dict[int, int]]:
     """Partition one level's graph into parts of at most ``max_nodes`` nodes (and, if set,
     ``max_edges`` edge rows).
@@ -156,12 +157,12 @@ def partition_level(
         elif coarse.steps == 0:
             labels = coarse.labels  # METIS saw the whole level: nothing left to refine
         else:
-            labels = refine(spark, coarse.labels, edges, n, config, level)
+            labels = refine(spark, coarse.labels, edges, n, config, level, progress)
     if labels is None:
         labels = nodes.select("id", hash_bucket(seed, k, F.lit(level), F.col("id")).alias("part"))
         labels = cut_lineage(labels, config.runtime)
         if pc.method is not PartitionMethod.HASH:
-            labels = refine(spark, labels, edges, n, config, level)
+            labels = refine(spark, labels, edges, n, config, level, progress)
     labels = cut_lineage(enforce_node_bound(spark, labels, pc.max_nodes, seed), config.runtime)
     labels, sizes, rows = enforce_edge_bound(spark, labels, edges, pc.max_edges, config)
     return cut_lineage(labels, config.runtime), how, sizes, rows
@@ -201,7 +202,9 @@ def partition(
     while True:
         start = time.perf_counter()
         m = cur_edges.count()
-        labels, how, sizes, rows = partition_level(spark, cur_nodes, cur_edges, n, m, config, level)
+        labels, how, sizes, rows = partition_level(
+            spark, cur_nodes, cur_edges, n, m, config, level, progress
+        )
         tagged = cur_edges.join(labels.withColumnsRenamed({"id": "src", "part": "ps"}), "src").join(
             labels.withColumnsRenamed({"id": "dst", "part": "pd"}), "dst"
         )
