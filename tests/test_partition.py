@@ -249,3 +249,33 @@ def test_generated_power_law_graph_has_hubs_and_communities(spark):
         (r["src"], r["dst"]) for r in power_law_edges(spark, 2000, 20_000, 2, 10).collect()
     )
     assert other != again
+
+
+def test_refinement_stops_when_its_gains_die_down(spark, monkeypatch):
+    """PPI, 13 parts: its rounds' gains halve each round (753, 1,281, 684, 354, ...), so the
+    default rule (a quarter) lets refinement run until few nodes move; a rule of "less than the
+    round before" stops it after the third round, at the cost the later rounds' gains say."""
+    from conftest import SAMPLE_PPI
+    from distne.ingest import ingest
+    from distne.partition import refine as refine_module
+
+    rounds = []
+    real_round = refine_module._label_propagation_round
+
+    def counted(*args):
+        rounds.append(args[-1])
+        return real_round(*args)
+
+    monkeypatch.setattr(refine_module, "_label_propagation_round", counted)
+    graph = ingest(spark, conftest.make_config(f"input.path={SAMPLE_PPI / 'edges.tsv'}").input)
+    cfg = ("partition.max_nodes=400", "partition.coarse_nodes=500", "partition.iterations=12")
+    cuts = {}
+    for decay in (1.0, 0.0):
+        monkeypatch.setattr(refine_module, "DECAY", decay)
+        rounds.clear()
+        p = partition(spark, graph.nodes, graph.edges, make_config(*cfg), max_levels=0)
+        assert p.levels[0].method.coarsening_steps >= 1
+        cuts[decay] = (p.levels[0].cut_edges, len(rounds))
+    (early, early_rounds), (full, full_rounds) = cuts[1.0], cuts[0.0]
+    assert 2 <= early_rounds < full_rounds < 12  # the moved-share rule ends the full run
+    assert full < early <= 1.06 * full
