@@ -90,6 +90,47 @@ def test_float_and_nested_ids_in_columnar_input(spark, tmp_path):
         ingest(spark, _input(tmp_path / "nested"))
 
 
+def test_extra_text_fields_are_refused_unless_named_or_ignored(spark, tmp_path):
+    # A third field may be a weight the user expects: refused until a setting says what it is.
+    f = tmp_path / "three.txt"
+    f.write_text("1 2 5\n2 3 1\n3 1 1\n")
+    with pytest.raises(InputError) as err:
+        ingest(spark, _input(f))
+    msg = str(err.value)
+    assert str(f) in msg and "found lines with more" in msg and "'1 2 5'" in msg
+    assert "input.weight_col=weight" in msg and "input.extra_columns=ignore" in msg
+    two = tmp_path / "two.txt"
+    two.write_text("1 2\n2 3\n3 1\n")
+    ignored = ingest(spark, _input(f, "input.extra_columns=ignore"))
+    assert _edge_set(ignored) == _edge_set(ingest(spark, _input(two)))
+    assert {r["weight"] for r in ignored.edges.collect()} == {1.0}
+    weighted = ingest(spark, _input(f, "input.weight_col=w"))
+    assert sorted(r["weight"] for r in weighted.edges.collect()) == [1.0, 1.0, 5.0]
+    f.write_text("1 2 5 x\n")  # with a weight column, a fourth field is still extra
+    with pytest.raises(InputError, match="To read only src, dst and the weight"):
+        ingest(spark, _input(f, "input.weight_col=w"))
+
+
+def test_extra_columns_in_columnar_input_are_named(spark, tmp_path):
+    rows = [(1, 2, 3.0, "a"), (2, 3, 1.0, "b")]
+    spark.createDataFrame(rows, "src long, dst long, amount double, note string").write.parquet(
+        str(tmp_path / "p")
+    )
+    with pytest.raises(InputError) as err:
+        ingest(spark, _input(tmp_path / "p"))
+    msg = str(err.value)
+    assert "found also ['amount', 'note']" in msg and "If 'amount' is an edge weight" in msg
+    assert "input.extra_columns=ignore" in msg
+    g = ingest(spark, _input(tmp_path / "p", "input.extra_columns=ignore"))
+    assert _edge_set(g) == {frozenset((1, 2)), frozenset((2, 3))}
+    with pytest.raises(InputError, match=r"found also \['note'\]"):
+        ingest(spark, _input(tmp_path / "p", "input.weight_col=amount"))
+    g = ingest(
+        spark, _input(tmp_path / "p", "input.weight_col=amount", "input.extra_columns=ignore")
+    )
+    assert sorted(r["weight"] for r in g.edges.collect()) == [1.0, 3.0]
+
+
 def test_directed_keeps_both_orientations(spark, tmp_path):
     f = tmp_path / "d.txt"
     f.write_text("1 2\n2 1\n2 3\n")

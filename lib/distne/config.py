@@ -49,6 +49,11 @@ class IdType(str, enum.Enum):
     STRING = "string"
 
 
+class ExtraColumns(str, enum.Enum):
+    ERROR = "error"
+    IGNORE = "ignore"
+
+
 class PartitionMethod(str, enum.Enum):
     MULTILEVEL = "multilevel"
     LABEL_PROPAGATION = "label_propagation"
@@ -103,6 +108,11 @@ class InputConfig:
     dst_col: str = _help("Destination column (CSV/Parquet/Delta).", default="dst")
     weight_col: str | None = _help(
         "Optional edge weight column; unset means weight 1.", default=None
+    )
+    extra_columns: ExtraColumns = _help(
+        "What to do with columns (or text fields) beyond src, dst and input.weight_col: error "
+        "(a third field may be a weight the run would silently drop) or ignore them.",
+        default=ExtraColumns.ERROR,
     )
     directed: bool = _help("Treat edges as directed; default undirected.", default=False)
     comment: str = _help("Comment prefix for text edge lists.", default="#")

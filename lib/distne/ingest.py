@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from distne.config import IdType, InputConfig, InputFormat, RuntimeConfig
+from distne.config import ExtraColumns, IdType, InputConfig, InputFormat, RuntimeConfig
 from distne.errors import InputError
 from distne.graph import Graph, endpoints
 from distne.sparkutil import cut_lineage
@@ -204,6 +204,13 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
             f"input {path!r}: column(s) {missing} missing; found columns {df.columns}. "
             f"Set input.src_col / input.dst_col / input.weight_col to the names in the data."
         )
+    extra = [c for c in df.columns if c not in wanted]
+    if extra and cfg.extra_columns is ExtraColumns.ERROR:
+        raise InputError(
+            f"input {path!r}: expected the columns {wanted}; found also {extra}, and nothing "
+            f"says what they hold. "
+            f"{_extra_hint(cfg, repr(extra[0]), 'input.weight_col to its name (numbers > 0)')}"
+        )
     ends = (cfg.src_col, cfg.dst_col)
     for c in ends:
         kind = df.schema[c].dataType
@@ -240,6 +247,14 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
 _INTEGER = r"^-?[0-9]{1,18}$"
 
 
+def _extra_hint(cfg: InputConfig, what: str, weight_setting: str) -> str:
+    """How to say what extra columns hold: a weight, or nothing the run needs."""
+    weight = "" if cfg.weight_col else f"If {what} is an edge weight, set {weight_setting}; "
+    keep = "src, dst and the weight" if cfg.weight_col else "src and dst"
+    hint = f"{weight}to read only {keep}, set input.extra_columns=ignore."
+    return hint[0].upper() + hint[1:]
+
+
 def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int]:
     """Every check of the rows in one aggregate (one pass over the input); the id type and the
     number of self-loop rows.
@@ -263,6 +278,16 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
                 f"found lines with too few fields, e.g.",
             )
         )
+        if cfg.extra_columns is ExtraColumns.ERROR:
+            hint = _extra_hint(cfg, "the third field", "input.weight_col=weight (numbers > 0)")
+            checks.append(
+                (
+                    F.col("_n") > need,
+                    f"input {path!r}: expected {need} fields per line ('src dst"
+                    f"{' weight' if cfg.weight_col else ''}'); found lines with more, and "
+                    f"nothing says what the others hold. {hint} A line with more:",
+                )
+            )
     if cfg.weight_col:
         checks.append(
             (
