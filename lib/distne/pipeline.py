@@ -43,7 +43,7 @@ from distne.graph import Graph
 from distne.ingest import ingest
 from distne.partition import Partitioning, partition
 from distne.sparkutil import Progress, cut_lineage
-from distne.write import check_output, write_embeddings
+from distne.write import OutputState, check_output, write_embeddings
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,11 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     summary = RunSummary(dim=config.embedding.dim)
     if config.runtime.checkpoint_dir:
         spark.sparkContext.setCheckpointDir(config.runtime.checkpoint_dir)
-    check_output(spark, config.output.path, config.output.mode)
+    if check_output(spark, config.output.path, config.output.mode) is OutputState.INTERRUPTED:
+        progress.log(
+            f"output: {config.output.path} holds the leftovers of distne's own first write, "
+            f"killed before it committed: the write will replace them"
+        )
     t0 = time.perf_counter()
 
     with progress.stage("ingest", config.input.path or "") as t:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
+import socket
+import time
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -24,6 +27,14 @@ TABLE_COLUMNS = ("node_id", "subgraph_id", "embedding")
 class OutputState(enum.Enum):
     ABSENT = "absent"  # nothing at the path (or an empty folder)
     DISTNE_TABLE = "distne_table"  # a Delta table this project wrote
+    INTERRUPTED = "interrupted"  # the leftovers of distne's own first write, killed mid-way
+
+
+# Written into a new output folder before its first write and removed once the first version
+# is committed: a folder holding it and no Delta version is distne's own interrupted write (a
+# killed driver runs no cleanup), which a rerun replaces. Spark and Delta skip names starting
+# with '_'.
+FIRST_WRITE_MARKER = "_distne_first_write"
 
 
 def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -49,7 +60,11 @@ def output_state(spark: SparkSession, path: str) -> OutputState:
     entries = [s.getPath().getName() for s in fs.listStatus(jpath)]
     if not entries:
         return OutputState.ABSENT
-    if DeltaTable.isDeltaTable(spark, path):
+    is_delta = DeltaTable.isDeltaTable(spark, path)
+    if FIRST_WRITE_MARKER in entries and not is_delta:
+        _refuse_live_writer(spark, path)
+        return OutputState.INTERRUPTED
+    if is_delta:
         columns = spark.read.format("delta").load(path).columns
         if all(c in columns for c in TABLE_COLUMNS):
             return OutputState.DISTNE_TABLE
@@ -64,6 +79,56 @@ def output_state(spark: SparkSession, path: str) -> OutputState:
         f"{', ...' if len(entries) > 5 else ''}); expected a new path or a distne table. "
         f"Choose another --output."
     )
+
+
+def _marker(spark: SparkSession, path: str) -> Any:
+    _, jpath = _hadoop_path(spark, path)
+    return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(jpath, FIRST_WRITE_MARKER)
+
+
+def _refuse_live_writer(spark: SparkSession, path: str) -> None:
+    """Refuse a folder whose first write is still running in a live process on this host."""
+    fs, _ = _hadoop_path(spark, path)
+    marker = _marker(spark, path)
+    try:
+        stream = fs.open(marker)
+        try:
+            raw = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        finally:
+            stream.close()
+        writer = json.loads(raw)
+    except Exception:  # unreadable marker: nothing says a writer is alive
+        return
+    pid = writer.get("pid")
+    if writer.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        pass  # alive, another user's
+    if pid == os.getpid():
+        return  # this process's own earlier attempt (a notebook rerunning a failed cell)
+    raise OutputError(
+        f"output {path!r} is being written for the first time by process {pid} on this host "
+        f"(since {writer.get('started')}); wait for it to finish or choose another --output."
+    )
+
+
+def _mark_first_write(spark: SparkSession, path: str) -> None:
+    fs, jpath = _hadoop_path(spark, path)
+    fs.mkdirs(jpath)
+    stream = fs.create(_marker(spark, path), True)
+    try:
+        record = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        stream.write(bytearray(json.dumps(record).encode()))
+    finally:
+        stream.close()
 
 
 # What Spark's CSV writer leaves in a folder: the parts, the success marker, their checksums.
@@ -121,13 +186,21 @@ def write_embeddings(
     """Write ``table`` (``node_id, subgraph_id, embedding``) to Delta; return the new version.
 
     The write is one Delta commit: readers see the old version or the new one, never a mix. If
-    the path was empty and the write fails, the folder is removed so nothing half-written stays.
+    the path was empty and the write fails, the folder is removed so nothing half-written stays;
+    if the process is killed instead, :data:`FIRST_WRITE_MARKER` tells the rerun that the
+    leftovers are its own to replace.
     """
     from delta.tables import DeltaTable
 
     # Checked again (the run checked before starting): something may have appeared at the path
     # during a long run, and the state decides whether a failed write removes the folder.
     state = check_output(spark, path, mode)
+    fs, jpath = _hadoop_path(spark, path)
+    if state is OutputState.INTERRUPTED:
+        fs.delete(jpath, True)  # distne's own leftovers (see FIRST_WRITE_MARKER)
+        state = OutputState.ABSENT
+    if state is OutputState.ABSENT:
+        _mark_first_write(spark, path)
     out = table.select(*TABLE_COLUMNS)
     try:
         (
@@ -138,11 +211,10 @@ def write_embeddings(
             .save(path)
         )
     except BaseException:
-        if state is OutputState.ABSENT:
-            fs, jpath = _hadoop_path(spark, path)
-            if fs.exists(jpath):
-                fs.delete(jpath, True)
+        if state is OutputState.ABSENT and fs.exists(jpath):
+            fs.delete(jpath, True)
         raise
+    fs.delete(_marker(spark, path), False)  # committed: from now on a distne table
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
     assert row is not None
     return int(row["version"])
