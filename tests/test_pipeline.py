@@ -29,7 +29,7 @@ def _read_rs(path):
 def ppi_split(spark, tmp_path_factory):
     d = tmp_path_factory.mktemp("ppi-split")
     cfg = make_config(f"input.path={SAMPLE_PPI / 'edges.tsv'}")
-    s = split_edges(spark, ingest(spark, cfg.input), 0.1, cfg.seed)
+    s = split_edges(spark, ingest(spark, cfg.input), 0.1, cfg.seed, weighted=False)
     s.train.write.option("header", True).csv(str(d / "train"))
     s.test.write.option("header", True).csv(str(d / "test"))
     return d
@@ -106,6 +106,20 @@ def test_run_is_recorded_in_the_delta_commit(spark, ppi_run):
     leaf = part["per_level"][0]
     assert leaf["method"]["method"] == "multilevel" and leaf["seconds"] > 0
     assert {"cut_fraction", "border_nodes", "size_histogram"} <= set(leaf)
+
+
+def test_split_training_edges_keep_a_weight_only_for_weighted_input(spark, tmp_path):
+    f = tmp_path / "w.txt"
+    f.write_text("".join(f"{i} {(i * 7 + 1) % 40} {1 + i % 3}\n" for i in range(40)))
+    cfg = make_config(f"input.path={f}", "input.weight_col=w")
+    weighted = split_edges(spark, ingest(spark, cfg.input), 0.2, cfg.seed).train
+    assert weighted.columns == ["src", "dst", "weight"]
+    assert {r["weight"] for r in weighted.collect()} <= {1.0, 2.0, 3.0, 4.0, 5.0, 6.0}
+    plain = split_edges(spark, ingest(spark, cfg.input), 0.2, cfg.seed, weighted=False).train
+    assert plain.columns == ["src", "dst"]
+    assert sorted(map(tuple, plain.collect())) == sorted(
+        (r["src"], r["dst"]) for r in weighted.collect()
+    )
 
 
 def test_evaluate_reports_on_the_table(spark, ppi_run, ppi_split):

@@ -113,7 +113,11 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
 
     sp = sub.add_parser("split", help="hold out edges (never a node's last) plus non-edges")
     sp.add_argument("--input", required=True)
-    sp.add_argument("--train", required=True, help="output folder: training edges (CSV)")
+    sp.add_argument(
+        "--train",
+        required=True,
+        help="output folder: training edges (CSV: src,dst; and weight if input.weight_col is set)",
+    )
     sp.add_argument("--test", required=True, help="output folder: test pairs src,dst,label (CSV)")
     sp.add_argument("--fraction", type=float, default=0.1)
     _add_config_args(sp)
@@ -212,7 +216,9 @@ def _cmd_split(args: argparse.Namespace, default_master: str | None) -> int:
     for what, path in (("train", args.train), ("test", args.test)):
         check_csv_output(spark, f"split --{what}", path)
     graph = ingest(spark, config.input, config.runtime)
-    result = split_edges(spark, graph, args.fraction, config.seed)
+    # The training edges are what the input was: weighted only if it was read with weights.
+    weighted = config.input.weight_col is not None
+    result = split_edges(spark, graph, args.fraction, config.seed, weighted)
     result.train.write.mode("overwrite").option("header", True).csv(args.train)
     result.test.write.mode("overwrite").option("header", True).csv(args.test)
     print(json.dumps({"train": args.train, "test": args.test, "fraction": args.fraction}))

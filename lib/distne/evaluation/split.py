@@ -19,12 +19,19 @@ from distne.sparkutil import uniform
 
 @dataclass(frozen=True)
 class Split:
-    train: DataFrame  # src, dst, weight (user ids)
+    train: DataFrame  # src, dst (user ids), and weight if the split was weighted
     test: DataFrame  # src, dst, label (user ids; 1 held-out edge, 0 sampled non-edge)
 
 
-def split_edges(spark: SparkSession, graph: Graph, fraction: float, seed: int) -> Split:
-    """Hold out ``fraction`` of the edges of ``graph`` (dense ids) and sample as many non-edges."""
+def split_edges(
+    spark: SparkSession, graph: Graph, fraction: float, seed: int, weighted: bool = True
+) -> Split:
+    """Hold out ``fraction`` of the edges of ``graph`` (dense ids) and sample as many non-edges.
+
+    ``weighted``: the training edges keep a ``weight`` column (for input read with
+    ``input.weight_col``; a run on them sets ``input.weight_col=weight``). Without it they are
+    ``src, dst`` alone, which a run reads with the default settings (extra columns are refused).
+    """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1); found {fraction}")
     e = graph.edges.withColumn("h", uniform(seed, F.col("src"), F.col("dst")))
@@ -73,4 +80,4 @@ def split_edges(spark: SparkSession, graph: Graph, fraction: float, seed: int) -
             neg.select(F.col("a").alias("src"), F.col("b").alias("dst"), F.lit(0).alias("label"))
         )
     )
-    return Split(train=named(train, "weight"), test=test)
+    return Split(train=named(train, *(["weight"] if weighted else [])), test=test)
