@@ -253,8 +253,9 @@ def test_generated_power_law_graph_has_hubs_and_communities(spark):
 
 def test_refinement_stops_when_its_gains_die_down(spark, monkeypatch):
     """PPI, 13 parts: its rounds' gains halve each round (753, 1,281, 684, 354, ...), so the
-    default rule (a quarter) lets refinement run until few nodes move; a rule of "less than the
-    round before" stops it after the third round, at the cost the later rounds' gains say."""
+    default rule (a quarter) lets refinement run until a round brings under 0.2% of the edges
+    inside; a rule of "less than the round before" stops it after the third round, at the cost
+    the later rounds' gains say."""
     from conftest import SAMPLE_PPI
     from distne.ingest import ingest
     from distne.partition import refine as refine_module

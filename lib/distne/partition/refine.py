@@ -64,7 +64,9 @@ def _label_propagation_round(
     )
 
 
-# Refinement stops once a round moves at most this share of the nodes...
+# Refinement stops once a round moves at most this share of the nodes, or brings at most this
+# share of the level's edge weight inside parts (at 100M edges rounds 5 and 6 brought in
+# 0.05% and 0.014%, for ~300 s each; stopping after round 4 leaves 0.29% more edges cut)...
 SETTLED = 0.002
 # ... or gains less than this share of the round before it: were the gains to keep shrinking
 # so, all later rounds together would gain less than a third of that round. (A 10M-edge
@@ -82,10 +84,14 @@ def refine(
     level: int,
     progress: Progress | None = None,
 ) -> DataFrame:
-    """Up to ``partition.iterations`` label-propagation rounds; stop early once few nodes move
-    or the gain in uncut edge weight dies down (``SETTLED``, ``DECAY``)."""
+    """Up to ``partition.iterations`` label-propagation rounds; stop early once few nodes move,
+    little edge weight comes inside parts, or that gain dies down (``SETTLED``, ``DECAY``)."""
     pc = config.partition
     sym = cut_lineage(symmetric(edges), config.runtime)
+    total = 0.0
+    if pc.iterations:
+        row = sym.agg(F.sum("weight").alias("w")).first()
+        total = float(row["w"] or 0.0) / 2 if row is not None else 0.0
     before = None
     for r in range(pc.iterations):
         moves = cut_lineage(
@@ -106,7 +112,8 @@ def refine(
                 f"partition level {level}: refinement round {r + 1}: {moved:,} nodes moved, "
                 f"{gain:,.0f} edge weight brought inside parts"
             )
-        if moved <= SETTLED * n or (before is not None and gain < DECAY * before):
+        settled = moved <= SETTLED * n or gain <= SETTLED * total
+        if settled or (before is not None and gain < DECAY * before):
             break
         before = gain
     return labels
