@@ -81,17 +81,16 @@ def output_state(spark: SparkSession, path: str) -> OutputState:
     )
 
 
-def _marker(spark: SparkSession, path: str) -> Any:
-    _, jpath = _hadoop_path(spark, path)
+def _marker(spark: SparkSession, jpath: Any) -> Any:
+    """The marker's Hadoop path inside the output folder ``jpath`` (a Hadoop path)."""
     return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(jpath, FIRST_WRITE_MARKER)
 
 
 def _refuse_live_writer(spark: SparkSession, path: str) -> None:
     """Refuse a folder whose first write is still running in a live process on this host."""
-    fs, _ = _hadoop_path(spark, path)
-    marker = _marker(spark, path)
+    fs, jpath = _hadoop_path(spark, path)
     try:
-        stream = fs.open(marker)
+        stream = fs.open(_marker(spark, jpath))
         try:
             raw = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
         finally:
@@ -116,10 +115,9 @@ def _refuse_live_writer(spark: SparkSession, path: str) -> None:
     )
 
 
-def _mark_first_write(spark: SparkSession, path: str) -> None:
-    fs, jpath = _hadoop_path(spark, path)
+def _mark_first_write(spark: SparkSession, fs: Any, jpath: Any) -> None:
     fs.mkdirs(jpath)
-    stream = fs.create(_marker(spark, path), True)
+    stream = fs.create(_marker(spark, jpath), True)
     try:
         record = {
             "host": socket.gethostname(),
@@ -200,7 +198,7 @@ def write_embeddings(
         fs.delete(jpath, True)  # distne's own leftovers (see FIRST_WRITE_MARKER)
         state = OutputState.ABSENT
     if state is OutputState.ABSENT:
-        _mark_first_write(spark, path)
+        _mark_first_write(spark, fs, jpath)
     out = table.select(*TABLE_COLUMNS)
     try:
         (
@@ -214,7 +212,7 @@ def write_embeddings(
         if state is OutputState.ABSENT and fs.exists(jpath):
             fs.delete(jpath, True)
         raise
-    fs.delete(_marker(spark, path), False)  # committed: from now on a distne table
+    fs.delete(_marker(spark, jpath), False)  # committed: from now on a distne table
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()
     assert row is not None
     return int(row["version"])

@@ -88,10 +88,8 @@ def refine(
     little edge weight comes inside parts, or that gain dies down (``SETTLED``, ``DECAY``)."""
     pc = config.partition
     sym = cut_lineage(symmetric(edges), config.runtime)
-    total = 0.0
-    if pc.iterations:
-        row = sym.agg(F.sum("weight").alias("w")).first()
-        total = float(row["w"] or 0.0) / 2 if row is not None else 0.0
+    # The level's edge weight (each edge is in ``sym`` twice), for the SETTLED share of gains.
+    total = float(sym.agg(F.sum("weight")).first()[0] or 0.0) / 2 if pc.iterations else 0.0
     before = None
     for r in range(pc.iterations):
         moves = cut_lineage(
