@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+from pathlib import Path
 
+import pyspark
 from pyspark.sql import SparkSession
 
 from distne.config import Config
@@ -20,6 +23,68 @@ DELTA_CONF = {
 SIMPLIFIED_TRACEBACK = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
 
 
+def _classpath_file() -> Path:
+    """Where a local session remembers the jars Ivy resolved for the Delta package."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(f"{DELTA_PACKAGE} {pyspark.__version__}".encode()).hexdigest()[:16]
+    return base / "distne" / f"delta-classpath-{key}.txt"
+
+
+def _cached_classpath() -> str | None:
+    """The Delta package's jars as resolved by an earlier local session, if all still exist."""
+    try:
+        jars = _classpath_file().read_text().split()
+    except OSError:
+        return None
+    if not jars or not all(Path(j.removeprefix("file://")).is_file() for j in jars):
+        return None
+    return ",".join(jars)
+
+
+def _remember_classpath(spark: SparkSession) -> None:
+    """Keep the jars Ivy just resolved, so the next local session starts without resolving."""
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    if not jars:
+        return
+    path = _classpath_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("\n".join(jars.split(",")) + "\n")
+        tmp.replace(path)
+    except OSError:
+        pass  # a cache only: the next session resolves again
+
+
+def session_settings(config: Config, master: str | None) -> tuple[dict[str, str], bool]:
+    """The settings a session is built with, and whether to remember the jars Ivy resolves."""
+    sc = config.spark
+    local = bool(master and master.startswith("local"))
+    settings: dict[str, str] = {}
+    # A local session started before resolved the Delta package with Ivy, which takes ~2 s
+    # and prints ~90 lines on every start; its jars are reused from the cache it left. Not
+    # on clusters (the files are the driver's) nor when the settings name jars themselves.
+    remember = False
+    if sc.delta_jars:
+        settings.update(DELTA_CONF)
+        own_jars = {"spark.jars", "spark.jars.packages"} & set(sc.conf)
+        cached = _cached_classpath() if local and not own_jars else None
+        if cached:
+            settings["spark.jars"] = cached
+        else:
+            settings["spark.jars.packages"] = DELTA_PACKAGE
+            remember = local and not own_jars
+    if sc.shuffle_partitions:
+        settings["spark.sql.shuffle.partitions"] = str(sc.shuffle_partitions)
+    settings.update(sc.conf)
+    if settings.get(SIMPLIFIED_TRACEBACK, "true").lower() != "false":
+        # SQL's Python functions run with this variable, RDD functions (the exchange) without
+        # it, and Spark keeps one pool of Python workers per environment: two pools of idle
+        # workers per executor. Giving RDD functions the same variable makes it one pool.
+        settings.setdefault("spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK", "1")
+    return settings, remember
+
+
 def build_session(config: Config, default_master: str | None) -> SparkSession:
     """Get or create the session an entry point runs in.
 
@@ -29,30 +94,20 @@ def build_session(config: Config, default_master: str | None) -> SparkSession:
             ``distne`` CLI passes ``local[*]`` (its embedded default); ``spark-submit`` jobs pass
             None so the cluster's master applies.
     """
-    sc = config.spark
-    builder = SparkSession.builder.appName(sc.app_name)
-    master = sc.master or default_master
-    settings: dict[str, str] = {}
+    builder = SparkSession.builder.appName(config.spark.app_name)
+    master = config.spark.master or default_master
     if master:
         builder = builder.master(master)
     if master and master.startswith("local"):
         # Local Python workers run the interpreter the CLI runs in (the project's .venv),
         # not whatever python3 is first on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if sc.delta_jars:
-        settings.update(DELTA_CONF)
-        settings["spark.jars.packages"] = DELTA_PACKAGE
-    if sc.shuffle_partitions:
-        settings["spark.sql.shuffle.partitions"] = str(sc.shuffle_partitions)
-    settings.update(sc.conf)
-    if settings.get(SIMPLIFIED_TRACEBACK, "true").lower() != "false":
-        # SQL's Python functions run with this variable, RDD functions (the exchange) without
-        # it, and Spark keeps one pool of Python workers per environment: two pools of idle
-        # workers per executor. Giving RDD functions the same variable makes it one pool.
-        settings.setdefault("spark.executorEnv.SPARK_SIMPLIFIED_TRACEBACK", "1")
+    settings, remember = session_settings(config, master)
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if remember:
+        _remember_classpath(spark)
     if config.runtime.checkpoint_dir:
         spark.sparkContext.setCheckpointDir(config.runtime.checkpoint_dir)
     return spark

@@ -1,0 +1,85 @@
+"""Session settings: the Delta jars Ivy resolved once are reused by later local sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from distne import session
+from distne.config import load_config
+from distne.session import DELTA_PACKAGE, session_settings
+
+
+@pytest.fixture()
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _write_classpath(jars: list[Path]) -> None:
+    path = session._classpath_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(f"file://{j}\n" for j in jars))
+
+
+def test_session_remembers_the_jars_ivy_resolved(spark):
+    """The suite's local session either resolved the Delta package and left the list of its
+    jars, or started from that list: either way the list is the session's classpath and
+    names the Delta connector's jar, which exists."""
+    listed = session._cached_classpath()
+    assert listed is not None
+    assert listed == spark.sparkContext.getConf().get("spark.jars")
+    assert any(Path(j).name.startswith("io.delta_delta-spark_") for j in listed.split(","))
+
+
+def test_first_local_session_resolves_and_remembers(cache_home):
+    settings, remember = session_settings(load_config(None, []), "local[2]")
+    assert settings["spark.jars.packages"] == DELTA_PACKAGE
+    assert "spark.jars" not in settings
+    assert remember
+
+
+def test_later_local_session_uses_the_remembered_jars(cache_home, tmp_path):
+    jars = [tmp_path / "a.jar", tmp_path / "b.jar"]
+    for j in jars:
+        j.write_bytes(b"PK")
+    _write_classpath(jars)
+    settings, remember = session_settings(load_config(None, []), "local[*]")
+    assert settings["spark.jars"] == ",".join(f"file://{j}" for j in jars)
+    assert "spark.jars.packages" not in settings
+    assert not remember
+
+
+def test_a_missing_jar_sends_the_session_back_to_ivy(cache_home, tmp_path):
+    present = tmp_path / "a.jar"
+    present.write_bytes(b"PK")
+    _write_classpath([present, tmp_path / "gone.jar"])
+    settings, remember = session_settings(load_config(None, []), "local[*]")
+    assert settings["spark.jars.packages"] == DELTA_PACKAGE
+    assert remember
+
+
+@pytest.mark.parametrize(
+    ("master", "overrides"),
+    [
+        (None, []),  # spark-submit: the cluster's master, the driver's files are its own
+        ("yarn", []),
+        ("local[2]", ["spark.conf.spark.jars.packages=org.example:x:1.0"]),
+        ("local[2]", ["spark.conf.spark.jars=/opt/my.jar"]),
+    ],
+)
+def test_cache_is_not_used_off_local_or_with_jars_of_the_users(
+    cache_home, tmp_path, master, overrides
+):
+    jar = tmp_path / "a.jar"
+    jar.write_bytes(b"PK")
+    _write_classpath([jar])
+    settings, remember = session_settings(load_config(None, overrides), master)
+    assert settings.get("spark.jars") != f"file://{jar}"
+    assert not remember
+
+
+def test_no_delta_jars_means_no_packages(cache_home):
+    settings, remember = session_settings(load_config(None, ["spark.delta_jars=false"]), "local")
+    assert "spark.jars.packages" not in settings and "spark.jars" not in settings
+    assert not remember
