@@ -71,7 +71,7 @@ from distne.engine.program import (
     leaf_product,
     signs_of,
 )
-from distne.engine.store import DiskStore, MemoryStore
+from distne.engine.store import DiskStore, MemoryStore, release_freed
 from distne.graph import VECTORS_SCHEMA, vectors_table
 from distne.sparkutil import cut_lineage, cut_rdd_lineage
 
@@ -447,6 +447,7 @@ class _MeshBackend:
                     got = np.frombuffer(mesh.receive(HALO, owner, p), dtype=DTYPE)
                     v[n + at] = got.reshape(len(at), width)
             store.set_state(p, leaf_product(op, leaf, x, v))
+        release_freed()
         self.products_done += 1
         self.report(self.products_done)
         return self.gram(*gram) if gram is not None else None
@@ -538,6 +539,7 @@ def _barrier_task(
                     f"distne.engine.exchange.slot_of expects"
                 )
             store.add(part, block)
+        release_freed()  # the pickled blocks and the rows they came in
         host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
         mesh = Mesh(rank, ctx.allGather, host, token, store.spill_dir)
         try:

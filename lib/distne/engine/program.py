@@ -166,7 +166,9 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 # Rows drawn at a time: the draw needs five n x cols arrays of 8 bytes; in pieces, only the
 # output grows with n (a leaf of 1.3M rows with its halo took 7 GB in one piece at 30M edges).
-DRAW_ROWS = 32768
+# Pieces of 32,768 rows still raised a 1M-edge barrier task from ~250 to ~500 MB at the first
+# product (138 columns); 4,096 keep them near 20 MB, and the loop's cost stays negligible.
+DRAW_ROWS = 4096
 
 
 def id_gaussian(ids: np.ndarray, cols: int, seed: int, dtype: type = np.float64) -> np.ndarray:
