@@ -208,6 +208,67 @@ def test_cut_close_to_metis_on_ppi(spark):
     assert p.levels[0].cut_edges <= 1.3 * metis_cut
 
 
+def _metis_cut(g, k):
+    import numpy as np
+    import pymetis
+
+    ids = sorted(g.nodes)
+    index = {x: i for i, x in enumerate(ids)}
+    _, parts = pymetis.part_graph(k, adjacency=[[index[y] for y in g.neighbors(x)] for x in ids])
+    parts = np.asarray(parts)
+    return sum(parts[index[u]] != parts[index[v]] for u, v in g.edges)
+
+
+def test_heaviest_edges_against_a_sort(spark):
+    """Oracle: edges sorted by weight. Weights sit mid-bucket (``2^((b + 0.5) / 16)``), so the
+    ranking buckets are known exactly; buckets above the boundary are kept whole, buckets
+    below it dropped, and the boundary bucket sampled to about the number asked for."""
+    import random
+
+    from distne.partition.multilevel import heaviest_edges
+
+    rng = random.Random(7)
+    rows = [(i, i + 1 + rng.randrange(50), rng.randrange(-40, 80)) for i in range(3000)]
+    rows = sorted({(s, d): b for s, d, b in rows}.items())
+    edges = spark.createDataFrame(
+        [(s, d, 2.0 ** ((b + 0.5) / 16)) for (s, d), b in rows], "src long, dst long, weight double"
+    )
+    bucket = {(s, d): b for (s, d), b in rows}
+    for keep in (1, 700, 1500, 2999, 5000):
+        kept = {(r["src"], r["dst"]) for r in heaviest_edges(edges, keep, 42, (0,)).collect()}
+        order = sorted(bucket.values(), reverse=True)
+        if keep >= len(order):
+            assert kept == set(bucket)
+            continue
+        boundary = order[keep - 1] if keep <= len(order) else order[-1]
+        above = {e for e, b in bucket.items() if b > boundary}
+        at = {e for e, b in bucket.items() if b == boundary}
+        assert above <= kept and kept <= above | at
+        # The boundary bucket is sampled: its expected share is exactly what tops up ``keep``.
+        want = keep - len(above)
+        assert abs(len(kept & at) - want) <= 3 * (want * (1 - want / len(at))) ** 0.5 + 1
+    again = {(r["src"], r["dst"]) for r in heaviest_edges(edges, 1500, 42, (0,)).collect()}
+    assert again == {(r["src"], r["dst"]) for r in heaviest_edges(edges, 1500, 42, (0,)).collect()}
+
+
+def test_coarse_graph_keeps_its_heaviest_edges_on_ppi(spark):
+    """PPI (37,845 edges) under partition.coarse_edges=20,000: within twice the bound, so it
+    goes to METIS with 19,600 of its edges (all of weight 1: a hashed half) and refinement
+    then sees every edge. The cut stays within 1.3x of METIS on the whole graph."""
+    from conftest import SAMPLE_PPI
+
+    g = nx.Graph()
+    for line in (SAMPLE_PPI / "edges.tsv").read_text().splitlines():
+        u, v = line.split()[:2]
+        if u != v:
+            g.add_edge(int(u), int(v))
+    p = _check(spark, g, 400, "partition.coarse_edges=20000", "partition.max_levels=0")
+    how = p.levels[0].method
+    assert how.coarsening_steps == 0 and how.coarse_edges <= 20000
+    assert how.dropped_edges == g.number_of_edges() - how.coarse_edges > 15000
+    assert p.levels[0].cut_edges <= 1.3 * _metis_cut(g, p.leaf_count)
+
+
 def test_label_propagation_cuts_fewer_edges_than_hash(spark):
     g = nx.planted_partition_graph(8, 50, 0.2, 0.005, seed=3)
     nodes, edges = _frames(spark, g)

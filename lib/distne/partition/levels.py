@@ -32,6 +32,7 @@ class LevelMethod:
     coarsening_steps: int = 0
     coarse_nodes: int = 0
     coarse_edges: int = 0
+    dropped_edges: int = 0  # the coarse graph's lightest edges, left out of METIS's view
 
 
 @dataclass(frozen=True)
@@ -150,11 +151,24 @@ def partition_level(
     how = LevelMethod(pc.method.value)
     if pc.method is PartitionMethod.MULTILEVEL:
         coarse = coarse_partition(spark, nodes, edges, n, m, k, config, level)
-        how = LevelMethod(pc.method.value, coarse.steps, coarse.coarse_nodes, coarse.coarse_edges)
+        how = LevelMethod(
+            pc.method.value,
+            coarse.steps,
+            coarse.coarse_nodes,
+            coarse.coarse_edges,
+            coarse.dropped_edges,
+        )
+        if progress is not None and coarse.labels is not None:
+            dropped = coarse.dropped_edges
+            left_out = f", its {dropped} lightest edges left out" if dropped else ""
+            progress.log(
+                f"partition level {level}: {coarse.steps} coarsening steps to "
+                f"{coarse.coarse_nodes} nodes and {coarse.coarse_edges} edges{left_out}"
+            )
         if coarse.labels is None:
             # Coarsening stalled above partition.coarse_nodes: label propagation instead.
             how = dataclasses.replace(how, method="label_propagation (coarsening stalled)")
-        elif coarse.steps == 0:
+        elif coarse.steps == 0 and not coarse.dropped_edges:
             labels = coarse.labels  # METIS saw the whole level: nothing left to refine
         else:
             labels = refine(spark, coarse.labels, edges, n, config, level, progress)
