@@ -149,7 +149,8 @@ class PartitionConfig:
     coarse_nodes: int = _help(
         "multilevel: coarsen until the graph has at most this many nodes; that coarse graph is "
         "what the driver holds and partitions with METIS (a level graph within this bound and "
-        "partition.coarse_edges goes to METIS whole, without coarsening or refinement).",
+        "partition.coarse_edges goes to METIS whole, without coarsening or refinement). Node "
+        "tables within this bound are also broadcast to the edges' joins.",
         default=2_000_000,
     )
     coarse_edges: int = _help(

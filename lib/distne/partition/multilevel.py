@@ -44,7 +44,7 @@ from pyspark.sql import functions as F
 
 from distne.config import Config
 from distne.graph import symmetric
-from distne.sparkutil import cut_lineage, uniform
+from distne.sparkutil import cut_lineage, node_side, uniform
 
 # A cluster holds at most this share of a part's target size, so a part is made of at least
 # this many coarse nodes and METIS can still balance parts.
@@ -76,10 +76,12 @@ class CoarseResult:
     dropped_edges: int = 0
 
 
-def _cluster_weights(sym: DataFrame, labels: DataFrame) -> DataFrame:
-    """``src``, ``nc``, ``s``: the edge weight from each node into each neighbouring cluster."""
+def _cluster_weights(sym: DataFrame, labels: DataFrame, broadcast: bool) -> DataFrame:
+    """``src``, ``nc``, ``s``: the edge weight from each node into each neighbouring cluster.
+
+    ``broadcast``: the labels are few enough for the driver (see :func:`node_side`)."""
     return (
-        sym.join(labels.withColumnsRenamed({"id": "dst", "c": "nc"}), "dst")
+        sym.join(node_side(labels.withColumnsRenamed({"id": "dst", "c": "nc"}), broadcast), "dst")
         .groupBy("src", "nc")
         .agg(F.sum("weight").alias("s"))
     )
@@ -91,12 +93,13 @@ def _cluster_round(
     sym: DataFrame,
     cap: float,
     salt: tuple[int, int, int, int],
+    broadcast: bool = False,
 ) -> DataFrame:
     """One synchronous round of size-constrained label-propagation clustering."""
     seed, level, step, round_ = salt
     lw = labels.join(weights, "id")
     size = lw.groupBy("c").agg(F.sum("w").alias("cw")).withColumnRenamed("c", "target")
-    nbr = _cluster_weights(sym, labels)
+    nbr = _cluster_weights(sym, labels, broadcast)
     tie = uniform(seed, level, step, round_, F.col("src"), F.col("nc"))
     best = (
         nbr.join(lw.withColumnRenamed("id", "src"), "src")
@@ -133,6 +136,7 @@ def _group_leftovers(
     sym: DataFrame,
     cap: float,
     salt: tuple[int, int, int],
+    broadcast: bool = False,
 ) -> DataFrame:
     """Group nodes left alone in their cluster by their heaviest neighbouring cluster."""
     seed, level, step = salt
@@ -142,7 +146,7 @@ def _group_leftovers(
     tie = uniform(seed + 3, level, step, F.col("src"), F.col("nc"))
     lone_sym = sym.join(alone.select(F.col("id").alias("src")), "src", "left_semi")
     key = (
-        _cluster_weights(lone_sym, labels)
+        _cluster_weights(lone_sym, labels, broadcast)
         .groupBy("src")
         .agg(F.max(F.struct(F.col("s"), tie.alias("t"), F.col("nc"))).alias("b"))
         .select(F.col("src").alias("id"), F.col("b.nc").alias("key"))
@@ -165,7 +169,7 @@ def _group_leftovers(
 
 
 def _contract(
-    labels: DataFrame, weights: DataFrame, edges: DataFrame
+    labels: DataFrame, weights: DataFrame, edges: DataFrame, broadcast: bool = False
 ) -> tuple[DataFrame, DataFrame]:
     """Clusters become weighted nodes; edges between clusters are summed."""
     nodes = (
@@ -174,9 +178,9 @@ def _contract(
         .agg(F.sum("w").alias("w"))
         .withColumnRenamed("c", "id")
     )
-    tagged = edges.join(labels.withColumnsRenamed({"id": "src", "c": "cs"}), "src").join(
-        labels.withColumnsRenamed({"id": "dst", "c": "cd"}), "dst"
-    )
+    at_src = node_side(labels.withColumnsRenamed({"id": "src", "c": "cs"}), broadcast)
+    at_dst = node_side(labels.withColumnsRenamed({"id": "dst", "c": "cd"}), broadcast)
+    tagged = edges.join(at_src, "src").join(at_dst, "dst")
     coarse = (
         tagged.where(F.col("cs") != F.col("cd"))
         .select(F.least("cs", "cd").alias("src"), F.greatest("cs", "cd").alias("dst"), "weight")
@@ -339,12 +343,14 @@ def coarse_partition(
             continue
         sym = cut_lineage(symmetric(cur_edges), rt)
         labels = weights.select("id", F.col("id").alias("c"))
+        small = n_c <= pc.coarse_nodes
         for r in range(pc.cluster_rounds):
             labels = cut_lineage(
-                _cluster_round(labels, weights, sym, cap, (seed, level, step, r)), rt
+                _cluster_round(labels, weights, sym, cap, (seed, level, step, r), small), rt
             )
-        labels = cut_lineage(_group_leftovers(labels, weights, sym, cap, (seed, level, step)), rt)
-        weights, cur_edges = _contract(labels, weights, cur_edges)
+        salt = (seed, level, step)
+        labels = cut_lineage(_group_leftovers(labels, weights, sym, cap, salt, small), rt)
+        weights, cur_edges = _contract(labels, weights, cur_edges, small)
         weights = cut_lineage(weights, rt)
         cur_edges = cut_lineage(cur_edges, rt)
         mapping = cut_lineage(

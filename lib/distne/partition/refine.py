@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from distne.config import Config
 from distne.graph import symmetric
 from distne.partition.parts import part_sizes, small_table
-from distne.sparkutil import Progress, cut_lineage, uniform
+from distne.sparkutil import Progress, cut_lineage, node_side, uniform
 
 
 def _label_propagation_round(
@@ -24,11 +24,13 @@ def _label_propagation_round(
     seed: int,
     level: int,
     round_: int,
+    broadcast: bool = False,
 ) -> DataFrame:
     """The nodes that move this round: ``id``, ``moved`` (their new part), ``gain`` (the edge
     weight they bring into their part, against the labels before the round)."""
     sizes = part_sizes(labels)
-    nbr = sym.join(labels.withColumnsRenamed({"id": "dst", "part": "nbr_part"}), "dst")
+    at_dst = node_side(labels.withColumnsRenamed({"id": "dst", "part": "nbr_part"}), broadcast)
+    nbr = sym.join(at_dst, "dst")
     score = nbr.groupBy("src", "nbr_part").agg(F.sum("weight").alias("w"))
     cur = labels.withColumnsRenamed({"id": "src", "part": "cur"})
     tie = uniform(seed, F.lit(level), F.lit(round_), F.col("src"), F.col("nbr_part"))
@@ -93,7 +95,9 @@ def refine(
     before = None
     for r in range(pc.iterations):
         moves = cut_lineage(
-            _label_propagation_round(spark, labels, sym, pc.max_nodes, config.seed, level, r),
+            _label_propagation_round(
+                spark, labels, sym, pc.max_nodes, config.seed, level, r, n <= pc.coarse_nodes
+            ),
             config.runtime,
         )
         labels = cut_lineage(
