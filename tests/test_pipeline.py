@@ -160,6 +160,48 @@ def test_string_ids_round_trip(spark, tmp_path):
     assert np.isfinite(np.array(vecs)).all()
 
 
+def test_reliable_checkpoints_are_removed_after_the_write(spark, tmp_path, monkeypatch):
+    """runtime.lineage=checkpoint writes every cut of the plan under runtime.checkpoint_dir;
+    once the table is committed the run's folder goes, and the vectors are those of a run
+    with local checkpoints."""
+    from pathlib import Path
+
+    import distne.pipeline as pipeline_module
+
+    f = tmp_path / "ring.tsv"
+    f.write_text("\n".join(f"{i}\t{(i * 7 + 1) % 60}" for i in range(60)) + "\n")
+    folder = tmp_path / "ckpt"
+    seen = {}
+    real = pipeline_module.remove_checkpoint_dir
+
+    def spy(session):
+        seen["files"] = [p for p in folder.rglob("*") if p.is_file()]
+        real(session)
+
+    monkeypatch.setattr(pipeline_module, "remove_checkpoint_dir", spy)
+    before = Path(spark.sparkContext.getCheckpointDir()).parent
+    common = ("partition.max_nodes=20", "embedding.dim=8", f"input.path={f}")
+    try:
+        run(
+            spark,
+            make_config(
+                *common,
+                f"output.path={tmp_path / 'reliable'}",
+                "runtime.lineage=checkpoint",
+                f"runtime.checkpoint_dir={folder}",
+            ),
+        )
+    finally:
+        spark.sparkContext.setCheckpointDir(str(before))
+    assert len(seen["files"]) > 10  # levels, rounds and the exchange's output were written
+    assert not [p for p in folder.rglob("*") if p.is_file()]
+    run(spark, make_config(*common, f"output.path={tmp_path / 'local'}"))
+    got = dict(zip(*_read_rs(tmp_path / "reliable")[::2], strict=True))
+    want = dict(zip(*_read_rs(tmp_path / "local")[::2], strict=True))
+    assert set(got) == set(want)
+    np.testing.assert_array_equal(np.array([got[i] for i in want]), np.array(list(want.values())))
+
+
 def test_output_holding_foreign_data_is_refused_and_untouched(spark, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()

@@ -250,7 +250,11 @@ class RuntimeConfig:
         "storage, fast) or checkpoint (reliable, needs checkpoint_dir).",
         default=LineageCut.LOCAL_CHECKPOINT,
     )
-    checkpoint_dir: str | None = _help("Checkpoint folder for lineage=checkpoint.", default=None)
+    checkpoint_dir: str | None = _help(
+        "Checkpoint folder for lineage=checkpoint; a run's own folder under it is removed once "
+        "its table is written.",
+        default=None,
+    )
     progress: bool = _help("Print stage progress lines to stderr.", default=True)
 
 

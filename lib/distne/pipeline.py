@@ -42,7 +42,7 @@ from distne.engine.program import Program
 from distne.graph import Graph
 from distne.ingest import ingest
 from distne.partition import Partitioning, partition
-from distne.sparkutil import Progress, cut_lineage
+from distne.sparkutil import Progress, cut_lineage, remove_checkpoint_dir
 from distne.write import OutputState, check_output, write_embeddings
 
 
@@ -187,6 +187,7 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     progress = Progress(spark, config.runtime.progress)
     summary = RunSummary(dim=config.embedding.dim)
     if config.runtime.checkpoint_dir:
+        # A folder of this run's own under runtime.checkpoint_dir (Spark adds a fresh UUID).
         spark.sparkContext.setCheckpointDir(config.runtime.checkpoint_dir)
     if check_output(spark, config.output.path, config.output.mode) is OutputState.INTERRUPTED:
         progress.log(
@@ -264,6 +265,9 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
             spark, embeddings_table(graph, fused), config.output.path, config.output.mode, metadata
         )
     summary.seconds["write"] = t["seconds"]
+    if config.runtime.checkpoint_dir:
+        # The table is committed: nothing reads this run's reliable checkpoints any more.
+        remove_checkpoint_dir(spark)
     summary.seconds["total"] = time.perf_counter() - t0
     return summary
 

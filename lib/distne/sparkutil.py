@@ -83,6 +83,23 @@ def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
     return DataFrame(fresh, cut.sparkSession)
 
 
+def remove_checkpoint_dir(spark: SparkSession) -> None:
+    """Delete the session's current checkpoint folder (the UUID folder Spark made under the
+    folder given to ``setCheckpointDir``) and everything checkpointed into it.
+
+    Spark removes reliable checkpoints only when their RDDs are garbage-collected and
+    ``spark.cleaner.referenceTracking.cleanCheckpoints`` is on (it is off by default), so a
+    run with ``runtime.lineage=checkpoint`` left every level, round and product of its
+    lineage behind. Call it once nothing will read them.
+    """
+    current = spark.sparkContext._jsc.sc().getCheckpointDir()
+    if not current.isDefined():
+        return
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(current.get())
+    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+
+
 def cut_rdd_lineage(rdd: RDD, runtime: RuntimeConfig) -> RDD:
     """Cache ``rdd`` and mark its lineage to be cut, as ``runtime.lineage`` says; the next
     action on it materialises both (the caller picks the action, e.g. one that also reduces)."""
