@@ -56,10 +56,14 @@ def _remember_classpath(spark: SparkSession) -> None:
         pass  # a cache only: the next session resolves again
 
 
+def _local(master: str | None) -> bool:
+    return bool(master and master.startswith("local"))
+
+
 def session_settings(config: Config, master: str | None) -> tuple[dict[str, str], bool]:
     """The settings a session is built with, and whether to remember the jars Ivy resolves."""
     sc = config.spark
-    local = bool(master and master.startswith("local"))
+    local = _local(master)
     settings: dict[str, str] = {}
     # A local session started before resolved the Delta package with Ivy, which takes ~2 s
     # and prints ~90 lines on every start; its jars are reused from the cache it left. Not
@@ -98,7 +102,7 @@ def build_session(config: Config, default_master: str | None) -> SparkSession:
     master = config.spark.master or default_master
     if master:
         builder = builder.master(master)
-    if master and master.startswith("local"):
+    if _local(master):
         # Local Python workers run the interpreter the CLI runs in (the project's .venv),
         # not whatever python3 is first on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from distne.config import WriteMode
 from distne.errors import OutputError
+from distne.sparkutil import hadoop_path
 
 TABLE_COLUMNS = ("node_id", "subgraph_id", "embedding")
 
@@ -37,19 +38,11 @@ class OutputState(enum.Enum):
 FIRST_WRITE_MARKER = "_distne_first_write"
 
 
-def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    jpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    return fs, jpath
-
-
 def output_state(spark: SparkSession, path: str) -> OutputState:
     """What the output path holds now; raise :class:`OutputError` if it is not ours to write."""
     from delta.tables import DeltaTable
 
-    fs, jpath = _hadoop_path(spark, path)
+    fs, jpath = hadoop_path(spark, path)
     if not fs.exists(jpath):
         return OutputState.ABSENT
     if not fs.getFileStatus(jpath).isDirectory():
@@ -88,7 +81,7 @@ def _marker(spark: SparkSession, jpath: Any) -> Any:
 
 def _refuse_live_writer(spark: SparkSession, path: str) -> None:
     """Refuse a folder whose first write is still running in a live process on this host."""
-    fs, jpath = _hadoop_path(spark, path)
+    fs, jpath = hadoop_path(spark, path)
     try:
         stream = fs.open(_marker(spark, jpath))
         try:
@@ -139,7 +132,7 @@ def check_csv_output(spark: SparkSession, what: str, path: str) -> None:
     Spark's ``mode("overwrite")`` deletes the whole folder first, so a folder of the user's
     own files would be lost; a file at the path is refused too.
     """
-    fs, jpath = _hadoop_path(spark, path)
+    fs, jpath = hadoop_path(spark, path)
     if not fs.exists(jpath):
         return
     if not fs.getFileStatus(jpath).isDirectory():
@@ -193,7 +186,7 @@ def write_embeddings(
     # Checked again (the run checked before starting): something may have appeared at the path
     # during a long run, and the state decides whether a failed write removes the folder.
     state = check_output(spark, path, mode)
-    fs, jpath = _hadoop_path(spark, path)
+    fs, jpath = hadoop_path(spark, path)
     if state is OutputState.INTERRUPTED:
         fs.delete(jpath, True)  # distne's own leftovers (see FIRST_WRITE_MARKER)
         state = OutputState.ABSENT

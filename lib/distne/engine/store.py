@@ -13,7 +13,6 @@ the same bits: the arithmetic is the same, only where arrays wait between steps 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import pickle
 import shutil
@@ -27,9 +26,9 @@ from distne.engine.program import DTYPE, LeafBlock
 
 
 def _malloc_trim():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to call
+    try:  # the C library the process already runs on; only glibc has malloc_trim
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
         return None
 
 

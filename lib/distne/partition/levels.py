@@ -15,8 +15,9 @@ from distne.config import Config, PartitionMethod
 from distne.graph import endpoints
 from distne.partition.bounds import enforce_edge_bound, enforce_node_bound
 from distne.partition.multilevel import coarse_partition
+from distne.partition.parts import broadcastable
 from distne.partition.refine import refine
-from distne.sparkutil import Progress, cut_lineage, hash_bucket, node_side
+from distne.sparkutil import Progress, cut_lineage, hash_bucket, label_ends
 
 Level = int
 
@@ -219,10 +220,7 @@ def partition(
         labels, how, sizes, rows = partition_level(
             spark, cur_nodes, cur_edges, n, m, config, level, progress
         )
-        few = n <= pc.coarse_nodes
-        at_src = node_side(labels.withColumnsRenamed({"id": "src", "part": "ps"}), few)
-        at_dst = node_side(labels.withColumnsRenamed({"id": "dst", "part": "pd"}), few)
-        tagged = cur_edges.join(at_src, "src").join(at_dst, "dst")
+        tagged = label_ends(cur_edges, labels, ("ps", "pd"), broadcastable(n, pc))
         tagged = cut_lineage(tagged, config.runtime)
         inside = tagged.where(F.col("ps") == F.col("pd")).select(
             "src", "dst", "weight", F.col("ps").alias("part")

@@ -44,7 +44,8 @@ from pyspark.sql import functions as F
 
 from distne.config import Config
 from distne.graph import symmetric
-from distne.sparkutil import cut_lineage, node_side, uniform
+from distne.partition.parts import broadcastable
+from distne.sparkutil import cut_lineage, label_ends, node_side, uniform
 
 # A cluster holds at most this share of a part's target size, so a part is made of at least
 # this many coarse nodes and METIS can still balance parts.
@@ -79,7 +80,7 @@ class CoarseResult:
 def _cluster_weights(sym: DataFrame, labels: DataFrame, broadcast: bool) -> DataFrame:
     """``src``, ``nc``, ``s``: the edge weight from each node into each neighbouring cluster.
 
-    ``broadcast``: the labels are few enough for the driver (see :func:`node_side`)."""
+    ``broadcast``: the labels are few enough for the driver (:func:`broadcastable`)."""
     return (
         sym.join(node_side(labels.withColumnsRenamed({"id": "dst", "c": "nc"}), broadcast), "dst")
         .groupBy("src", "nc")
@@ -178,9 +179,7 @@ def _contract(
         .agg(F.sum("w").alias("w"))
         .withColumnRenamed("c", "id")
     )
-    at_src = node_side(labels.withColumnsRenamed({"id": "src", "c": "cs"}), broadcast)
-    at_dst = node_side(labels.withColumnsRenamed({"id": "dst", "c": "cd"}), broadcast)
-    tagged = edges.join(at_src, "src").join(at_dst, "dst")
+    tagged = label_ends(edges, labels, ("cs", "cd"), broadcast)
     coarse = (
         tagged.where(F.col("cs") != F.col("cd"))
         .select(F.least("cs", "cd").alias("src"), F.greatest("cs", "cd").alias("dst"), "weight")
@@ -335,15 +334,15 @@ def coarse_partition(
             passes += 1
             # A 2% margin keeps the sampled count under the bound; if it is not, this repeats.
             keep = max(1, int(0.98 * pc.coarse_edges))
-            salt = (level, step, passes)
-            cur_edges = cut_lineage(heaviest_edges(cur_edges, keep, seed, salt), rt)
+            pick = (level, step, passes)
+            cur_edges = cut_lineage(heaviest_edges(cur_edges, keep, seed, pick), rt)
             kept = cur_edges.count()
             dropped += m_c - kept
             m_c = kept
             continue
         sym = cut_lineage(symmetric(cur_edges), rt)
         labels = weights.select("id", F.col("id").alias("c"))
-        small = n_c <= pc.coarse_nodes
+        small = broadcastable(n_c, pc)
         for r in range(pc.cluster_rounds):
             labels = cut_lineage(
                 _cluster_round(labels, weights, sym, cap, (seed, level, step, r), small), rt

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from distne.config import Config
 from distne.graph import symmetric
-from distne.partition.parts import part_sizes, small_table
+from distne.partition.parts import broadcastable, part_sizes, small_table
 from distne.sparkutil import Progress, cut_lineage, node_side, uniform
 
 
@@ -96,7 +96,7 @@ def refine(
     for r in range(pc.iterations):
         moves = cut_lineage(
             _label_propagation_round(
-                spark, labels, sym, pc.max_nodes, config.seed, level, r, n <= pc.coarse_nodes
+                spark, labels, sym, pc.max_nodes, config.seed, level, r, broadcastable(n, pc)
             ),
             config.runtime,
         )
