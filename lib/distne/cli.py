@@ -97,6 +97,11 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     run.add_argument("--input", help="edge list: file, folder, glob or Delta table")
     run.add_argument("--output", help="Delta table path for the embeddings")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument(
+        "--keep-stages",
+        action="store_true",
+        help="keep the run folder of finished stages after the write (runtime.keep_stages)",
+    )
     _add_config_args(run)
 
     ev = sub.add_parser("evaluate", help="link prediction and/or node classification, as JSON")
@@ -175,6 +180,8 @@ def _cmd_run(args: argparse.Namespace, default_master: str | None) -> int:
         overrides.append(f"input.path={json.dumps(args.input)}")
     if args.output:
         overrides.append(f"output.path={json.dumps(args.output)}")
+    if args.keep_stages:
+        overrides.append("runtime.keep_stages=true")
     config = _config(args, default_master is not None).with_overrides(overrides)
     check_local_input(config.input)
     spark = _session(config, default_master)

@@ -256,6 +256,23 @@ class RuntimeConfig:
         default=None,
     )
     progress: bool = _help("Print stage progress lines to stderr.", default=True)
+    resume: bool = _help(
+        "Keep finished stages (the ingested graph, the partition, the exchange's state every "
+        "runtime.snapshot_every products) in a run folder next to the output, "
+        "<output>.distne-stages (under runtime.checkpoint_dir if set), so the same command "
+        "rerun after a crash resumes where it stopped. Removed once the table is written.",
+        default=True,
+    )
+    keep_stages: bool = _help(
+        "Keep the run folder after the table is written (for debugging; CLI --keep-stages).",
+        default=False,
+    )
+    snapshot_every: int = _help(
+        "Products of the exchange between snapshots of its state (0: none). Snapshots need a "
+        "run folder the barrier tasks can write with plain file calls: a local path, or one "
+        "mounted on every worker.",
+        default=8,
+    )
 
 
 @dataclass(frozen=True)
@@ -292,6 +309,12 @@ class Config:
             "partition.iterations",
             ">= 0",
             self.partition.iterations,
+        )
+        _check(
+            self.runtime.snapshot_every >= 0,
+            "runtime.snapshot_every",
+            ">= 0",
+            self.runtime.snapshot_every,
         )
         _check(
             self.partition.coarse_nodes >= 2,

@@ -43,6 +43,7 @@ from distne.graph import Graph
 from distne.ingest import ingest
 from distne.partition import Partitioning, partition
 from distne.sparkutil import Progress, cut_lineage, remove_checkpoint_dir
+from distne.stages import RunFolder, open_run_folder
 from distne.write import OutputState, check_output, write_embeddings
 
 
@@ -129,6 +130,7 @@ class RunSummary:
     partition: dict[str, Any] = field(default_factory=dict)
     table_path: str = ""
     delta_version: int = -1
+    resumed: str = ""  # the stage a rerun resumed from ("" for a run from the start)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +168,8 @@ class RunSummary:
         lines.append(
             "time per stage   " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         )
+        if self.resumed:
+            lines.append(f"resumed from     {self.resumed} (an earlier attempt's stages)")
         lines.append(f"table            {self.table_path} (Delta version {self.delta_version})")
         return "\n".join(lines)
 
@@ -195,27 +199,43 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
             f"killed before it committed: the write will replace them"
         )
     t0 = time.perf_counter()
+    program = make_program(config.embedding, config.seed)
+    stages = open_run_folder(spark, config) if config.runtime.resume else None
+    kept = stages.finished() if stages is not None else []
 
-    with progress.stage("ingest", config.input.path or "") as t:
-        graph = ingest(spark, config.input, config.runtime)
-        graph = Graph(
-            nodes=cut_lineage(graph.nodes, config.runtime),
-            edges=cut_lineage(graph.edges, config.runtime),
-            id_type=graph.id_type,
-            loop_only=graph.loop_only,
-        )
-        summary.nodes = graph.nodes.count()
-        summary.edges = graph.edges.count()
-    summary.seconds["ingest"] = t["seconds"]
+    if "graph" in kept:
+        assert stages is not None
+        graph, summary.nodes, summary.edges = stages.load_graph()
+    else:
+        with progress.stage("ingest", config.input.path or "") as t:
+            graph = ingest(spark, config.input, config.runtime)
+            if stages is not None:
+                for name in stages.claim():
+                    progress.log(
+                        f"resume: removed {stages.root}/{name}, the stages of a run "
+                        f"with another input or config"
+                    )
+                graph, summary.nodes, summary.edges = stages.save_graph(graph)
+            else:
+                graph = Graph(
+                    nodes=cut_lineage(graph.nodes, config.runtime),
+                    edges=cut_lineage(graph.edges, config.runtime),
+                    id_type=graph.id_type,
+                    loop_only=graph.loop_only,
+                )
+                summary.nodes = graph.nodes.count()
+                summary.edges = graph.edges.count()
+        summary.seconds["ingest"] = t["seconds"]
+    plan = plan_run(
+        config, summary.nodes, summary.edges, spark.sparkContext.defaultParallelism, program
+    )
+    if kept:
+        assert stages is not None
+        _say_resumed(stages, kept, plan, program, progress, summary)
     progress.log(f"ingest: {summary.nodes:,} nodes, {summary.edges:,} edges")
     summary.dropped_loop_only = graph.loop_only
     if graph.loop_only:
         progress.log(f"ingest: {graph.loop_only:,} ids dropped: {LOOP_ONLY}")
-
-    program = make_program(config.embedding, config.seed)
-    plan = plan_run(
-        config, summary.nodes, summary.edges, spark.sparkContext.defaultParallelism, program
-    )
     summary.mode, summary.plan = plan.mode.value, plan.reason
     progress.log(f"mode: {plan.mode.value} ({plan.reason})")
 
@@ -234,16 +254,30 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         # The exchange embeds the leaves together: it needs no border levels.
         levels = None if plan.mode.is_baseline else 0
         bounds = f"max_nodes={plan.max_nodes}, max_edges={plan.max_edges}"
-        with progress.stage("partition", bounds) as t:
-            parts: Partitioning = partition(
-                spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels
-            )
-        summary.seconds["partition"] = t["seconds"]
+        if "partition" in kept and plan.mode is RunMode.EXCHANGE:
+            assert stages is not None
+            parts: Partitioning = stages.load_partition()
+        else:
+            with progress.stage("partition", bounds) as t:
+                parts = partition(
+                    spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels
+                )
+                if stages is not None and plan.mode is RunMode.EXCHANGE:
+                    parts = stages.save_partition(parts)
+            summary.seconds["partition"] = t["seconds"]
         summary.leaf_subgraphs = parts.leaf_count
         summary.levels = len(parts.levels)
         summary.partition = parts.summary()
         if plan.mode is RunMode.EXCHANGE:
-            fused = _embed_exchange(spark, graph, parts, plan, config, program, progress, summary)
+            snapshots = stages.snapshots if stages is not None else None
+            if stages is not None and snapshots is None:
+                progress.log(
+                    f"resume: {stages.path} is not a local path, where the barrier tasks "
+                    f"could save the exchange's state; a rerun resumes from the partition"
+                )
+            fused = _embed_exchange(
+                spark, graph, parts, plan, config, program, progress, summary, snapshots
+            )
         else:
             fused = _embed_baseline(spark, parts, config, progress, summary)
 
@@ -259,6 +293,7 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         "plan": summary.plan,
         "partition": summary.partition,
         "seconds": dict(summary.seconds),
+        "resumed": summary.resumed,
     }
     with progress.stage("write", config.output.path) as t:
         summary.delta_version = write_embeddings(
@@ -268,8 +303,38 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     if config.runtime.checkpoint_dir:
         # The table is committed: nothing reads this run's reliable checkpoints any more.
         remove_checkpoint_dir(spark)
+    if stages is not None:
+        if config.runtime.keep_stages:
+            progress.log(f"resume: the stages are kept in {stages.path} (runtime.keep_stages)")
+        else:
+            stages.remove()
     summary.seconds["total"] = time.perf_counter() - t0
     return summary
+
+
+def _say_resumed(
+    stages: RunFolder,
+    kept: list[str],
+    plan: Plan,
+    program: Program,
+    progress: Progress,
+    summary: RunSummary,
+) -> None:
+    """Say what a rerun found kept; ``summary.resumed`` names the first stage that runs."""
+    if "partition" not in kept or plan.mode is not RunMode.EXCHANGE:
+        summary.resumed = "embed" if plan.mode is RunMode.LOCAL else "partition"
+        what = "the ingested graph is"
+    else:
+        summary.resumed = "embed"
+        what = "the ingested graph and the partition are"
+        done = stages.exchange_kept()
+        if done:
+            summary.resumed = f"embed, product {done + 1} of {program.products()}"
+            what = (
+                f"the ingested graph, the partition and the exchange's state after {done} "
+                f"products are"
+            )
+    progress.log(f"resuming from {summary.resumed}: {what} kept in {stages.path}")
 
 
 def _embed_whole(graph: Graph, program: Program) -> DataFrame:
@@ -293,6 +358,7 @@ def _embed_exchange(
     program: Program,
     progress: Progress,
     summary: RunSummary,
+    snapshots: str | None = None,
 ) -> DataFrame:
     transport, spill, why = pick_transport(
         config,
@@ -324,6 +390,7 @@ def _embed_exchange(
             plan.partitions,
             transport,
             spill,
+            snapshots,
         )
     summary.seconds["embed"] = t["seconds"]
     return fused

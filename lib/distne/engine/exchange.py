@@ -71,6 +71,7 @@ from distne.engine.program import (
     leaf_product,
     signs_of,
 )
+from distne.engine.snapshots import Resumable
 from distne.engine.store import DiskStore, MemoryStore, release_freed
 from distne.graph import VECTORS_SCHEMA, vectors_table
 from distne.sparkutil import cut_lineage, cut_rdd_lineage
@@ -518,12 +519,15 @@ def _barrier_task(
     token: bytes,
     progress: tuple[str, int],
     spill: bool,
+    snapshots: tuple[str, int] | None,
     rows: Iterator,
 ) -> Iterator[tuple[int, bytes]]:
     """One task of the barrier stage: run ``program`` on this partition's leaves, with peers.
 
     ``spill``: keep the leaves and large halo messages on the executor's disk, one leaf in
-    memory at a time (:class:`~distne.engine.store.DiskStore`).
+    memory at a time (:class:`~distne.engine.store.DiskStore`). ``snapshots``: the folder and
+    the products between snapshots of the state (:mod:`distne.engine.snapshots`); the task
+    resumes from the newest one every task has.
     """
     ctx = BarrierTaskContext.get()
     rank = ctx.partitionId()
@@ -543,7 +547,19 @@ def _barrier_task(
         host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
         mesh = Mesh(rank, ctx.allGather, host, token, store.spill_dir)
         try:
-            backend = _MeshBackend(mesh, store, n_parts, _reporter(rank, progress, token))
+            backend: Any = _MeshBackend(mesh, store, n_parts, _reporter(rank, progress, token))
+            if snapshots is not None:
+                root, every = snapshots
+                backend = Resumable(
+                    backend,
+                    store,
+                    root,
+                    rank,
+                    n_parts,
+                    every,
+                    partial(_newest_common, mesh),
+                    mesh.barrier,
+                )
             program.run(backend)
             mesh.barrier()  # nobody closes a socket a peer still reads from
         except BaseException:
@@ -554,6 +570,12 @@ def _barrier_task(
             yield from _pieces(part, store.layout[part].own, x[:, : program.dim])
     finally:
         store.close()
+
+
+def _newest_common(mesh: Mesh, mine: list[int]) -> int:
+    """The newest snapshot whole for every task (0: none), the same answer on every task."""
+    common = set.intersection(*(set(s) for s in mesh.allgather(mine)))
+    return max(common, default=0)
 
 
 def task_slots(spark: SparkSession) -> int:
@@ -633,6 +655,7 @@ def embed_exchange(
     partitions: int | None = None,
     transport: Transport = Transport.BARRIER,
     spill: bool = False,
+    snapshots: str | None = None,
 ) -> DataFrame:
     """``program`` on the whole graph computed leaf by leaf: ``id, part, vec`` for every node.
 
@@ -646,6 +669,9 @@ def embed_exchange(
         transport: ``barrier`` or ``shuffle`` (see the module docstring).
         spill: barrier only: tasks keep their leaves on the executors' local disks, one in
             memory at a time (:mod:`distne.engine.store`); same vectors, bounded memory.
+        snapshots: barrier only: a folder the tasks can write (a local path, or one mounted
+            on every worker) where they save the state every ``runtime.snapshot_every``
+            products and resume from it (:mod:`distne.engine.snapshots`).
 
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
@@ -664,9 +690,6 @@ def embed_exchange(
     sc = spark.sparkContext
     state: ShuffleExchange | None = None
     try:
-        # The pieces are materialised as a frame of their own and unpacked into vectors by
-        # the next stage: turning an RDD into a frame runs Python, and in the stage that
-        # unpacks it would take a second Python worker per task.
         if transport is Transport.BARRIER:
             token = secrets.token_bytes(32)
             listener = _ProgressListener(spark, token)
@@ -674,21 +697,28 @@ def embed_exchange(
                 on_start(listener)
             sc.setJobDescription(f"exchange: {program.products()} products in one barrier stage")
             where = (listener.host, listener.port)
-            task = partial(_barrier_task, program, n_parts, token, where, spill)
+            every = config.runtime.snapshot_every
+            saved = (snapshots, every) if snapshots and every else None
+            task = partial(_barrier_task, program, n_parts, token, where, spill, saved)
             try:
-                # The conversion runs in the barrier tasks' own Python workers, after the
-                # program; the barrier stage writes the pieces straight to disk.
+                # The pieces leave the barrier stage through a shuffle: that makes it a map
+                # stage, which Spark runs again as a whole when a task or an executor is lost
+                # (a failed barrier *result* stage aborts the job), and the rerun resumes from
+                # the newest snapshot. The next stage unpacks them into vectors (in the same
+                # stage as the barrier tasks it would take a second Python worker per task).
                 pieces = spark.createDataFrame(blocks.barrier().mapPartitions(task), PIECES_SCHEMA)
-                pieces = cut_lineage(pieces, config.runtime)
+                return cut_lineage(_vectors_frame(pieces.repartition(n_parts)), config.runtime)
             finally:
                 listener.close()
-        else:
-            state = ShuffleExchange(spark, blocks, n_parts, config)
-            if on_start is not None:
-                on_start(state)
-            program.run(state)
-            pieces = spark.createDataFrame(state.pieces(program.dim), PIECES_SCHEMA)
-            pieces = cut_lineage(pieces, config.runtime)
+        # The pieces are materialised as a frame of their own and unpacked into vectors by
+        # the next stage: turning an RDD into a frame runs Python, and in the stage that
+        # unpacks it would take a second Python worker per task.
+        state = ShuffleExchange(spark, blocks, n_parts, config)
+        if on_start is not None:
+            on_start(state)
+        program.run(state)
+        pieces = spark.createDataFrame(state.pieces(program.dim), PIECES_SCHEMA)
+        pieces = cut_lineage(pieces, config.runtime)
         sc.setJobDescription("exchange output")
         return cut_lineage(_vectors_frame(pieces), config.runtime)
     finally:

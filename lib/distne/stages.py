@@ -1,0 +1,248 @@
+"""Resume: a run keeps what its finished stages made, so that the same command rerun after a
+crash starts where the crash stopped it.
+
+A run keeps, in its *run folder*:
+
+- ``graph/`` (the ingested graph's ``nodes`` and ``edges`` as Parquet) and ``graph.json``;
+- ``partition/`` (the leaves: ``id, part``) and ``partition.json`` (the levels' statistics),
+  when it embeds by exchange;
+- ``exchange/``: the exchange's state every ``runtime.snapshot_every`` products
+  (:mod:`distne.engine.snapshots`), written by the barrier tasks themselves, so it needs a
+  folder they can write with plain file calls (a local path, or one mounted on every worker).
+
+A stage's ``.json`` is written after its data, so a stage with a ``.json`` is whole. The run
+folder is ``<output>.distne-stages/<fingerprint>`` (or, with ``runtime.checkpoint_dir``,
+``<checkpoint_dir>/distne-stages/<hash of the output path>/<fingerprint>``): the
+fingerprint hashes the input files (names, sizes, modification times), the config (but for
+settings that change no result: progress, output mode, the stage settings themselves), the
+distne version and Spark's default parallelism (the plan's leaf count follows it). A rerun
+with another input or config has another fingerprint: it starts afresh and removes the
+stages of the earlier one. The run folder is removed once the table is committed, unless
+``runtime.keep_stages``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from distne import __version__
+from distne.config import Config, IdType, to_dict
+from distne.graph import Graph
+from distne.partition import LevelMethod, LevelStats, Partitioning
+from distne.sparkutil import hadoop_path
+
+STAGES_SUFFIX = ".distne-stages"
+
+# Settings that change where or how visibly a run works, not what it computes.
+_NEUTRAL = {
+    "runtime": ("progress", "resume", "keep_stages", "snapshot_every", "checkpoint_dir"),
+    "output": ("mode",),
+}
+
+
+def _read_text(spark: SparkSession, path: str) -> str | None:
+    fs, jpath = hadoop_path(spark, path)
+    if not fs.exists(jpath):
+        return None
+    stream = fs.open(jpath)
+    try:
+        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+
+
+def _write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small file whole or not at all: a process killed mid-write leaves at most a
+    temporary file (seen: a marker created empty, its rerun failing to parse it)."""
+    fs, jpath = hadoop_path(spark, path)
+    _, tmp = hadoop_path(spark, path + ".tmp")
+    stream = fs.create(tmp, True)
+    try:
+        stream.write(bytearray(text.encode()))
+    finally:
+        stream.close()
+    fs.delete(jpath, False)
+    if not fs.rename(tmp, jpath):
+        raise OSError(f"could not rename {path}.tmp to {path}")
+
+
+def _input_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
+    """``(name, bytes, modified ms)`` of every file under ``path`` (a file, folder or glob)."""
+    fs, jpath = hadoop_path(spark, path)
+    statuses = fs.globStatus(jpath) or []
+    files: list[tuple[str, int, int]] = []
+    for status in statuses:
+        if status.isDirectory():
+            it = fs.listFiles(status.getPath(), True)
+            while it.hasNext():
+                f = it.next()
+                files.append((f.getPath().toString(), f.getLen(), f.getModificationTime()))
+        else:
+            files.append(
+                (status.getPath().toString(), status.getLen(), status.getModificationTime())
+            )
+    return sorted(files)
+
+
+def fingerprint(spark: SparkSession, config: Config) -> str:
+    """What a run's results depend on, hashed: see the module docstring."""
+    settings = to_dict(config)
+    for section, keys in _NEUTRAL.items():
+        for key in keys:
+            settings[section].pop(key, None)
+    record = {
+        "version": __version__,
+        "config": settings,
+        "parallelism": spark.sparkContext.defaultParallelism,
+        "input": _input_files(spark, config.input.path or ""),
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stages_root(config: Config) -> str:
+    """The folder holding the run folders of one output path."""
+    out = (config.output.path or "").rstrip("/")
+    if config.runtime.checkpoint_dir:
+        key = hashlib.sha256(out.encode()).hexdigest()[:12]
+        return f"{config.runtime.checkpoint_dir.rstrip('/')}/distne-stages/{key}"
+    return out + STAGES_SUFFIX
+
+
+def posix_path(spark: SparkSession, path: str) -> str | None:
+    """``path`` as a local file path, if Hadoop resolves it to the local file system (a path
+    without a scheme is on ``fs.defaultFS``, which on a cluster is HDFS or an object store)."""
+    fs, jpath = hadoop_path(spark, path)
+    uri = fs.makeQualified(jpath).toUri()
+    return uri.getPath() if uri.getScheme() == "file" else None
+
+
+@dataclass
+class RunFolder:
+    """One run's kept stages (see the module docstring)."""
+
+    spark: SparkSession
+    path: str  # a Hadoop path: root/fingerprint
+    root: str
+    keep: bool
+
+    def _json(self, stage: str) -> dict[str, Any] | None:
+        text = _read_text(self.spark, f"{self.path}/{stage}.json")
+        return None if text is None else json.loads(text)
+
+    def finished(self) -> list[str]:
+        """The stages kept whole, in run order."""
+        return [s for s in ("graph", "partition") if self._json(s) is not None]
+
+    @property
+    def snapshots(self) -> str | None:
+        """Where barrier tasks keep the exchange's state: a local path, or None."""
+        local = posix_path(self.spark, self.path)
+        return None if local is None else os.path.join(local, "exchange")
+
+    def exchange_kept(self) -> int:
+        """The products done in the newest exchange snapshot every task finished (0: none)."""
+        from distne.engine.snapshots import newest_complete
+
+        return newest_complete(self.snapshots) if self.snapshots else 0
+
+    # -- the graph -----------------------------------------------------------------------
+    def claim(self) -> list[str]:
+        """Remove the root's other run folders (another input or config for the same output:
+        nothing in them can be used); return their names. Called before the first save, so a
+        rerun that fails at once (a typo in a setting) leaves a crashed run's stages alone."""
+        fs, jroot = hadoop_path(self.spark, self.root)
+        removed = []
+        if fs.exists(jroot):
+            mine = self.path.rsplit("/", 1)[1]
+            for status in fs.listStatus(jroot):
+                if status.getPath().getName() != mine:
+                    removed.append(status.getPath().getName())
+                    fs.delete(status.getPath(), True)
+        return removed
+
+    def save_graph(self, graph: Graph) -> tuple[Graph, int, int]:
+        """Write the graph, read it back (its plan cut there); return it and its counts."""
+        for name in ("nodes", "edges"):
+            getattr(graph, name).write.mode("overwrite").parquet(f"{self.path}/graph/{name}")
+        kept = self._graph(graph.id_type, graph.loop_only)
+        n, m = kept.nodes.count(), kept.edges.count()
+        record = {"nodes": n, "edges": m, "id_type": graph.id_type.value}
+        _write_text(
+            self.spark,
+            f"{self.path}/graph.json",
+            json.dumps(record | {"loop_only": graph.loop_only}),
+        )
+        return kept, n, m
+
+    def _graph(self, id_type: IdType, loop_only: int) -> Graph:
+        read = self.spark.read.parquet
+        return Graph(
+            nodes=read(f"{self.path}/graph/nodes"),
+            edges=read(f"{self.path}/graph/edges"),
+            id_type=id_type,
+            loop_only=loop_only,
+        )
+
+    def load_graph(self) -> tuple[Graph, int, int]:
+        record = self._json("graph")
+        assert record is not None
+        graph = self._graph(IdType(record["id_type"]), int(record["loop_only"]))
+        return graph, int(record["nodes"]), int(record["edges"])
+
+    # -- the partition -------------------------------------------------------------------
+    def save_partition(self, parts: Partitioning) -> Partitioning:
+        """Write the leaves and the levels' statistics; return the partition read back."""
+        leaves = parts.membership.where("level = 0").select("id", "part")
+        leaves.write.mode("overwrite").parquet(f"{self.path}/partition/leaves")
+        record = {
+            "levels": [asdict(s) for s in parts.levels],
+            "stop_reason": parts.stop_reason,
+            "max_nodes": parts.max_nodes,
+            "max_edges": parts.max_edges,
+        }
+        _write_text(self.spark, f"{self.path}/partition.json", json.dumps(record))
+        return self.load_partition()
+
+    def load_partition(self) -> Partitioning:
+        """The kept partition: its leaves (level 0 of ``membership``) and statistics; no
+        level edges (the exchange reads the graph's edges)."""
+        record = self._json("partition")
+        assert record is not None
+        from pyspark.sql import functions as F
+
+        leaves = self.spark.read.parquet(f"{self.path}/partition/leaves")
+        levels = []
+        for s in record["levels"]:
+            method = s.pop("method", None)
+            s["size_histogram"] = tuple(s.get("size_histogram", ()))
+            levels.append(LevelStats(**s, method=LevelMethod(**method) if method else None))
+        return Partitioning(
+            membership=leaves.select("id", F.lit(0).alias("level"), "part"),
+            level_edges=[],
+            levels=levels,
+            stop_reason=record["stop_reason"],
+            max_nodes=record["max_nodes"],
+            max_edges=record["max_edges"],
+        )
+
+    def remove(self) -> None:
+        """Delete this run's stages, and the root if nothing else is in it."""
+        fs, jpath = hadoop_path(self.spark, self.path)
+        fs.delete(jpath, True)
+        rfs, root = hadoop_path(self.spark, self.root)
+        if rfs.exists(root) and not rfs.listStatus(root):
+            rfs.delete(root, False)
+
+
+def open_run_folder(spark: SparkSession, config: Config) -> RunFolder:
+    """This run's folder (nothing is created until a stage is saved)."""
+    root = stages_root(config)
+    return RunFolder(
+        spark, f"{root}/{fingerprint(spark, config)}", root, config.runtime.keep_stages
+    )
