@@ -146,7 +146,10 @@ def precheck(args: argparse.Namespace) -> None:
     # run and split check their input (binary, mixed folders too) with the config loaded.
     if args.command == "evaluate":
         _check_local("test edges", args.test_edges)
-        _check_local("labels", args.labels)
+        if args.labels:
+            from distne.evaluation.metrics import read_labels
+
+            read_labels(args.labels)  # a local file, read on the driver: checked whole here
     if args.command == "split":
         if not 0 < args.fraction < 1:
             raise ConfigError(
