@@ -155,3 +155,61 @@ def test_rdd_and_sql_functions_share_one_pool_of_python_workers(spark):
     frame = spark.range(8).repartition(4).mapInArrow(daemon_arrow, "d long")
     sql = {r["d"] for r in frame.collect()}
     assert rdd == sql and len(rdd) == 1
+
+
+@pytest.mark.parametrize("transport", [Transport.BARRIER, Transport.SHUFFLE])
+def test_a_rerun_resumes_from_the_newest_snapshot_with_the_same_vectors(
+    spark, case, tmp_path, monkeypatch, transport
+):
+    """The exchange saves its state every 4 products; run again over the same folder, it
+    replays the program's calls up to the newest snapshot, loads it and does only the rest."""
+    from distne.engine import exchange as exchange_module
+    from distne.engine.snapshots import newest_complete, newest_shuffle_snapshot
+
+    g, cfg, _, want = case
+    cfg = replace(cfg, runtime=replace(cfg.runtime, snapshot_every=4))
+    leaf = spark.createDataFrame(
+        [(int(n), int((n * 7919) % 5)) for n in g.nodes], "id long, part long"
+    )
+    program = make_program(cfg.embedding, cfg.seed)
+    folder = tmp_path / "exchange"
+
+    def embed():
+        out = embed_exchange(
+            spark,
+            _edges(spark, g),
+            leaf,
+            program,
+            cfg,
+            partitions=2,
+            transport=transport,
+            snapshots=str(folder),
+        )
+        return _sorted(out)[1]
+
+    first = embed()
+    np.testing.assert_allclose(first, want, atol=1e-4)
+    if transport is Transport.BARRIER:
+        kept = newest_complete(str(folder))
+    else:
+        kept = newest_shuffle_snapshot(spark, str(folder))
+    total = program.products()
+    assert kept == 4 * ((total - 1) // 4) and 0 < kept < total
+
+    done = []
+    real = exchange_module.ShuffleExchange.product
+    monkeypatch.setattr(
+        exchange_module.ShuffleExchange,
+        "product",
+        lambda self, *a, **k: done.append(1) or real(self, *a, **k),
+    )
+    second = embed()
+    np.testing.assert_array_equal(second, first)
+    if transport is Transport.SHUFFLE:
+        assert len(done) == total - kept  # the rest, not the whole program
+    else:
+        # The barrier tasks run in Python workers: show that they read the snapshot by
+        # spoiling it (each leaf's rows in reverse order), which must spoil the vectors.
+        for f in folder.glob(f"products-{kept}/leaf-*.npy"):
+            np.save(f, np.load(f)[::-1])
+        assert not np.allclose(embed(), first, atol=1e-3)

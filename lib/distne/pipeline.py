@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from distne import __version__
 from distne.baselines.per_subgraph import embed_subgraphs
 from distne.baselines.procrustes import fuse
-from distne.config import Config, RunMode, to_dict
+from distne.config import Config, RunMode, Transport, to_dict
 from distne.embedders import make_program
 from distne.engine.exchange import (
     dynamic_allocation,
@@ -42,7 +42,7 @@ from distne.engine.program import Program
 from distne.graph import Graph
 from distne.ingest import ingest
 from distne.partition import Partitioning, partition
-from distne.sparkutil import Progress, cut_lineage, remove_checkpoint_dir
+from distne.sparkutil import Progress, cut_lineage, posix_path, remove_checkpoint_dir
 from distne.stages import RunFolder, open_run_folder
 from distne.write import OutputState, check_output, write_embeddings
 
@@ -270,11 +270,6 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         summary.partition = parts.summary()
         if plan.mode is RunMode.EXCHANGE:
             snapshots = stages.snapshots if stages is not None else None
-            if stages is not None and snapshots is None:
-                progress.log(
-                    f"resume: {stages.path} is not a local path, where the barrier tasks "
-                    f"could save the exchange's state; a rerun resumes from the partition"
-                )
             fused = _embed_exchange(
                 spark, graph, parts, plan, config, program, progress, summary, snapshots
             )
@@ -371,6 +366,11 @@ def _embed_exchange(
     )
     summary.plan += f"; {why}"
     progress.log(f"exchange: {why}")
+    if snapshots and transport is Transport.BARRIER and posix_path(spark, snapshots) is None:
+        progress.log(
+            f"resume: {snapshots} is not on a local path, where the barrier tasks could save "
+            f"the exchange's state; a rerun resumes from the partition"
+        )
     backend: list[Any] = []
 
     def counter() -> str:

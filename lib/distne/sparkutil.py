@@ -118,6 +118,14 @@ def hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
     return fs, jpath
 
 
+def posix_path(spark: SparkSession, path: str) -> str | None:
+    """``path`` as a local file path, if Hadoop resolves it to the local file system (a path
+    without a scheme is on ``fs.defaultFS``, which on a cluster is HDFS or an object store)."""
+    fs, jpath = hadoop_path(spark, path)
+    uri = fs.makeQualified(jpath).toUri()
+    return uri.getPath() if uri.getScheme() == "file" else None
+
+
 def cut_rdd_lineage(rdd: RDD, runtime: RuntimeConfig) -> RDD:
     """Cache ``rdd`` and mark its lineage to be cut, as ``runtime.lineage`` says; the next
     action on it materialises both (the caller picks the action, e.g. one that also reduces)."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -33,9 +32,15 @@ from pyspark.sql import SparkSession
 
 from distne import __version__
 from distne.config import Config, IdType, to_dict
+from distne.engine.snapshots import (
+    newest_complete,
+    newest_shuffle_snapshot,
+    read_bytes,
+    write_bytes,
+)
 from distne.graph import Graph
 from distne.partition import LevelMethod, LevelStats, Partitioning
-from distne.sparkutil import hadoop_path
+from distne.sparkutil import hadoop_path, posix_path
 
 STAGES_SUFFIX = ".distne-stages"
 
@@ -48,28 +53,11 @@ _NEUTRAL = {
 
 def _read_text(spark: SparkSession, path: str) -> str | None:
     fs, jpath = hadoop_path(spark, path)
-    if not fs.exists(jpath):
-        return None
-    stream = fs.open(jpath)
-    try:
-        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
+    return read_bytes(spark, path).decode() if fs.exists(jpath) else None
 
 
 def _write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write a small file whole or not at all: a process killed mid-write leaves at most a
-    temporary file (seen: a marker created empty, its rerun failing to parse it)."""
-    fs, jpath = hadoop_path(spark, path)
-    _, tmp = hadoop_path(spark, path + ".tmp")
-    stream = fs.create(tmp, True)
-    try:
-        stream.write(bytearray(text.encode()))
-    finally:
-        stream.close()
-    fs.delete(jpath, False)
-    if not fs.rename(tmp, jpath):
-        raise OSError(f"could not rename {path}.tmp to {path}")
+    write_bytes(spark, path, text.encode())
 
 
 def _input_files(spark: SparkSession, path: str) -> list[tuple[str, int, int]]:
@@ -114,14 +102,6 @@ def stages_root(config: Config) -> str:
     return out + STAGES_SUFFIX
 
 
-def posix_path(spark: SparkSession, path: str) -> str | None:
-    """``path`` as a local file path, if Hadoop resolves it to the local file system (a path
-    without a scheme is on ``fs.defaultFS``, which on a cluster is HDFS or an object store)."""
-    fs, jpath = hadoop_path(spark, path)
-    uri = fs.makeQualified(jpath).toUri()
-    return uri.getPath() if uri.getScheme() == "file" else None
-
-
 @dataclass
 class RunFolder:
     """One run's kept stages (see the module docstring)."""
@@ -140,16 +120,20 @@ class RunFolder:
         return [s for s in ("graph", "partition") if self._json(s) is not None]
 
     @property
-    def snapshots(self) -> str | None:
-        """Where barrier tasks keep the exchange's state: a local path, or None."""
-        local = posix_path(self.spark, self.path)
-        return None if local is None else os.path.join(local, "exchange")
+    def snapshots(self) -> str:
+        """Where the exchange keeps its state (a Hadoop path; see :attr:`local_snapshots`)."""
+        return f"{self.path}/exchange"
+
+    @property
+    def local_snapshots(self) -> str | None:
+        """:attr:`snapshots` as a local path, which barrier tasks need, or None."""
+        return posix_path(self.spark, self.snapshots)
 
     def exchange_kept(self) -> int:
-        """The products done in the newest exchange snapshot every task finished (0: none)."""
-        from distne.engine.snapshots import newest_complete
-
-        return newest_complete(self.snapshots) if self.snapshots else 0
+        """The products done in the newest whole snapshot of the exchange (0: none)."""
+        local = self.local_snapshots
+        barrier = newest_complete(local) if local else 0
+        return max(barrier, newest_shuffle_snapshot(self.spark, self.snapshots))
 
     # -- the graph -----------------------------------------------------------------------
     def claim(self) -> list[str]:

@@ -71,10 +71,10 @@ from distne.engine.program import (
     leaf_product,
     signs_of,
 )
-from distne.engine.snapshots import Resumable
+from distne.engine.snapshots import Resumable, ShuffleSnapshots, TaskFiles
 from distne.engine.store import DiskStore, MemoryStore, release_freed
 from distne.graph import VECTORS_SCHEMA, vectors_table
-from distne.sparkutil import cut_lineage, cut_rdd_lineage
+from distne.sparkutil import cut_lineage, cut_rdd_lineage, posix_path
 
 
 def _leaf_key(part: int) -> int:
@@ -380,6 +380,10 @@ class ShuffleExchange:
         """The state's first ``dim`` columns as ``(part, pickled (ids, rows))`` pieces."""
         return self.state.flatMap(lambda kv: _pieces(kv[0], kv[1][1][0], kv[1][1][1][:, :dim]))
 
+    def restore(self, state: RDD) -> None:
+        """Make a saved state (``part, ("S", (ids, rows))`` records) the state."""
+        self._keep(state.partitionBy(self.n_parts, _leaf_key))
+
     def close(self) -> None:
         for rdd in (self.state, self.routes):
             rdd.unpersist()
@@ -550,16 +554,16 @@ def _barrier_task(
             backend: Any = _MeshBackend(mesh, store, n_parts, _reporter(rank, progress, token))
             if snapshots is not None:
                 root, every = snapshots
-                backend = Resumable(
-                    backend,
-                    store,
+                saver = TaskFiles(
                     root,
                     rank,
                     n_parts,
-                    every,
+                    store,
                     partial(_newest_common, mesh),
                     mesh.barrier,
+                    backend.report,
                 )
+                backend = Resumable(backend, saver, every)
             program.run(backend)
             mesh.barrier()  # nobody closes a socket a peer still reads from
         except BaseException:
@@ -669,9 +673,11 @@ def embed_exchange(
         transport: ``barrier`` or ``shuffle`` (see the module docstring).
         spill: barrier only: tasks keep their leaves on the executors' local disks, one in
             memory at a time (:mod:`distne.engine.store`); same vectors, bounded memory.
-        snapshots: barrier only: a folder the tasks can write (a local path, or one mounted
-            on every worker) where they save the state every ``runtime.snapshot_every``
-            products and resume from it (:mod:`distne.engine.snapshots`).
+        snapshots: where the state is saved every ``runtime.snapshot_every`` products and
+            resumed from (:mod:`distne.engine.snapshots`): a Hadoop path; the barrier
+            transport's tasks write it with plain file calls, so there it must resolve to
+            the local file system (a local path, or one mounted on every worker), else no
+            snapshots are taken.
 
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
@@ -698,7 +704,8 @@ def embed_exchange(
             sc.setJobDescription(f"exchange: {program.products()} products in one barrier stage")
             where = (listener.host, listener.port)
             every = config.runtime.snapshot_every
-            saved = (snapshots, every) if snapshots and every else None
+            local = posix_path(spark, snapshots) if snapshots and every else None
+            saved = (local, every) if local else None
             task = partial(_barrier_task, program, n_parts, token, where, spill, saved)
             try:
                 # The pieces leave the barrier stage through a shuffle: that makes it a map
@@ -716,7 +723,11 @@ def embed_exchange(
         state = ShuffleExchange(spark, blocks, n_parts, config)
         if on_start is not None:
             on_start(state)
-        program.run(state)
+        every = config.runtime.snapshot_every
+        if snapshots and every:
+            program.run(Resumable(state, ShuffleSnapshots(spark, snapshots, state), every))
+        else:
+            program.run(state)
         pieces = spark.createDataFrame(state.pieces(program.dim), PIECES_SCHEMA)
         pieces = cut_lineage(pieces, config.runtime)
         sc.setJobDescription("exchange output")

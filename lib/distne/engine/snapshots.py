@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from distne.engine.program import Product
+from distne.sparkutil import hadoop_path
 
 _STEP = re.compile(r"^products-(\d+)$")
 
@@ -90,46 +91,21 @@ class Resumable:
     """A backend that saves the state every ``every`` products and resumes from a snapshot.
 
     Args:
-        backend: the task's backend (``products_done`` is kept in step with the program).
-        store: where the task's leaves' states are (``states()``, ``set_state``).
-        root: the snapshot folder.
-        rank, tasks: this task and how many there are.
+        backend: the backend that does the work (its ``products_done`` is kept in step with
+            the program, replayed products included).
+        saver: where snapshots go (:class:`TaskFiles` in a barrier task,
+            :class:`ShuffleSnapshots` on the driver of the shuffle transport).
         every: products between snapshots (0: never save).
-        agree: ``agree(k)`` returns the snapshot all tasks resume from, given this task's
-            newest whole one (the mesh's minimum over tasks).
-        barrier: called after a snapshot, before older ones are removed.
     """
 
-    def __init__(
-        self,
-        backend: Any,
-        store: Any,
-        root: str,
-        rank: int,
-        tasks: int,
-        every: int,
-        agree: Callable[[list[int]], int],
-        barrier: Callable[[], None],
-    ):
-        self.backend, self.store, self.root = backend, store, root
-        self.rank, self.tasks, self.every, self.barrier = rank, tasks, every, barrier
+    def __init__(self, backend: Any, saver: Any, every: int):
+        self.backend, self.saver, self.every = backend, saver, every
         self.n = backend.n
         self.calls = 0  # backend calls made by the program so far
         self.log: list[Any] = []  # their results, in order
-        self.resume_at = agree(_whole_for(root, rank))
-        self._replay: list[Any] = []
-        self._resume_calls = 0
-        if self.resume_at:
-            with open(os.path.join(_step_dir(root, self.resume_at), f"task-{rank}.log"), "rb") as f:
-                saved = pickle.load(f)
-            self._replay, self._resume_calls = saved["log"], saved["calls"]
-            # Said in the task's log (the executor's stderr): this attempt did not start over.
-            print(
-                f"[distne] exchange task {rank}: resuming after product {self.resume_at} from "
-                f"{root}",
-                file=sys.stderr,
-                flush=True,
-            )
+        self.resume_at, saved = saver.resume_point()
+        self._replay: list[Any] = saved["log"] if saved else []
+        self._resume_calls = int(saved["calls"]) if saved else 0
 
     @property
     def products_done(self) -> int:
@@ -140,18 +116,12 @@ class Resumable:
         if self.calls <= self._resume_calls:
             result = self._replay[self.calls - 1]
             if self.calls == self._resume_calls:
-                self._load()
+                self.saver.load(self.resume_at)
+                self.backend.products_done = self.resume_at
         else:
             result = do()
         self.log.append(result)
         return result
-
-    def _load(self) -> None:
-        step = _step_dir(self.root, self.resume_at)
-        for part in self.store.parts():
-            self.store.set_state(part, np.load(os.path.join(step, f"leaf-{part}.npy")))
-        self.backend.products_done = self.resume_at
-        self.backend.report(self.resume_at)
 
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
         if self.calls < self._resume_calls:
@@ -159,7 +129,7 @@ class Resumable:
         result = self._call(lambda: self.backend.product(op, gram))
         done = self.backend.products_done
         if self.calls > self._resume_calls and self.every and done % self.every == 0:
-            self._save(done)
+            self.saver.save(done, {"log": self.log, "calls": self.calls})
         return result
 
     def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray:
@@ -171,16 +141,58 @@ class Resumable:
     def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
         self._call(lambda: self.backend.map_rows(fn))
 
-    def _save(self, done: int) -> None:
+
+class TaskFiles:
+    """A barrier task's snapshots: its leaves' states and the log, as files under ``root``.
+
+    Args:
+        store: where the task's leaves' states are (``parts``, ``states``, ``set_state``).
+        agree: given this task's whole snapshots, the newest one every task has (over the
+            mesh: the same answer on every task).
+        barrier: returns once every task has called it.
+        report: tells the driver how many products are done.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        rank: int,
+        tasks: int,
+        store: Any,
+        agree: Callable[[list[int]], int],
+        barrier: Callable[[], None],
+        report: Callable[[int], None],
+    ):
+        self.root, self.rank, self.tasks, self.store = root, rank, tasks, store
+        self.agree, self.barrier, self.report = agree, barrier, report
+
+    def resume_point(self) -> tuple[int, dict | None]:
+        k = self.agree(_whole_for(self.root, self.rank))
+        if not k:
+            return 0, None
+        with open(os.path.join(_step_dir(self.root, k), f"task-{self.rank}.log"), "rb") as f:
+            saved = pickle.load(f)
+        # Said in the task's log (the executor's stderr): this attempt did not start over.
+        print(
+            f"[distne] exchange task {self.rank}: resuming after product {k} from {self.root}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return k, saved
+
+    def load(self, k: int) -> None:
+        step = _step_dir(self.root, k)
+        for part in self.store.parts():
+            self.store.set_state(part, np.load(os.path.join(step, f"leaf-{part}.npy")))
+        self.report(k)
+
+    def save(self, done: int, record: dict) -> None:
         step = _step_dir(self.root, done)
         os.makedirs(step, exist_ok=True)
         for part, x in self.store.states():
             _atomic_save(os.path.join(step, f"leaf-{part}.npy"), lambda p, x=x: _save_npy(p, x))
-        record = {"log": self.log, "calls": self.calls, "tasks": self.tasks}
-        _atomic_save(
-            os.path.join(step, f"task-{self.rank}.log"),
-            lambda p: _dump(p, record),
-        )
+        record = {**record, "tasks": self.tasks}
+        _atomic_save(os.path.join(step, f"task-{self.rank}.log"), lambda p: _dump(p, record))
         # Every task has its part of this snapshot: the older ones are no longer needed.
         self.barrier()
         for k in _whole_for(self.root, self.rank):
@@ -197,6 +209,71 @@ class Resumable:
                 os.remove(os.path.join(step, name))
         with contextlib.suppress(OSError):
             os.rmdir(step)  # fails unless empty: another task's part is still there
+
+
+class ShuffleSnapshots:
+    """The shuffle transport's snapshots, written by Spark on any Hadoop file system:
+    ``products-<k>/state`` (the state RDD as pickle files) and ``products-<k>/log`` (written
+    after it: the mark that snapshot ``k`` is whole)."""
+
+    def __init__(self, spark: Any, root: str, exchange: Any):
+        self.spark, self.root, self.exchange = spark, root.rstrip("/"), exchange
+
+    def resume_point(self) -> tuple[int, dict | None]:
+        k = newest_shuffle_snapshot(self.spark, self.root)
+        if not k:
+            return 0, None
+        return k, pickle.loads(read_bytes(self.spark, f"{self.root}/products-{k}/log"))
+
+    def load(self, k: int) -> None:
+        self.exchange.restore(self.spark.sparkContext.pickleFile(f"{self.root}/products-{k}/state"))
+
+    def save(self, done: int, record: dict) -> None:
+        step = f"{self.root}/products-{done}"
+        self.exchange.state.saveAsPickleFile(f"{step}/state")
+        write_bytes(self.spark, f"{step}/log", pickle.dumps(record, pickle.HIGHEST_PROTOCOL))
+        fs, root = hadoop_path(self.spark, self.root)
+        for status in fs.listStatus(root):
+            m = _STEP.match(status.getPath().getName())
+            if m and int(m.group(1)) < done:
+                fs.delete(status.getPath(), True)
+
+
+def newest_shuffle_snapshot(spark: Any, root: str) -> int:
+    """Products done in the newest whole snapshot of the shuffle transport under ``root``."""
+    fs, jroot = hadoop_path(spark, root)
+    if not fs.exists(jroot):
+        return 0
+    best = 0
+    for status in fs.listStatus(jroot):
+        m = _STEP.match(status.getPath().getName())
+        if m and fs.exists(hadoop_path(spark, f"{root}/{m.group(0)}/log")[1]):
+            best = max(best, int(m.group(1)))
+    return best
+
+
+def read_bytes(spark: Any, path: str) -> bytes:
+    fs, jpath = hadoop_path(spark, path)
+    stream = fs.open(jpath)
+    try:
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
+def write_bytes(spark: Any, path: str, data: bytes) -> None:
+    """Write a small file whole or not at all (a temporary name, then a rename): a process
+    killed mid-write leaves at most the temporary file."""
+    fs, jpath = hadoop_path(spark, path)
+    _, tmp = hadoop_path(spark, path + ".tmp")
+    stream = fs.create(tmp, True)
+    try:
+        stream.write(bytearray(data))
+    finally:
+        stream.close()
+    fs.delete(jpath, False)
+    if not fs.rename(tmp, jpath):
+        raise OSError(f"could not rename {path}.tmp to {path}")
 
 
 def _save_npy(path: str, x: np.ndarray) -> None:
