@@ -154,6 +154,27 @@ CASES = [
         "labels",
         True,
     ),
+    Case(
+        "neighbors without a node",
+        _text("1\n"),
+        ("neighbors", "--embeddings", "{d}/in"),
+        "found neither",
+        True,
+    ),
+    Case(
+        "neighbors with k 0",
+        _text("1\n"),
+        ("neighbors", "--embeddings", "{d}/in", "--node", "1", "-k", "0"),
+        "positive",
+        True,
+    ),
+    Case(
+        "neighbors of a binary id file",
+        _text(b"\x00\x01" * 40),
+        ("neighbors", "--embeddings", "{d}/e", "--nodes", "{d}/in"),
+        "binary",
+        True,
+    ),
     # Refused by the one validation pass (or the output check) in Spark.
     Case("empty file", _text(""), RUN, "at least one edge between two different nodes"),
     Case("only comments", _text("# nothing\n# here\n"), RUN, "at least one edge"),
@@ -205,6 +226,12 @@ CASES = [
         "output.mode=error",
     ),
     Case("split into a folder of other files", _busy_train, SPLIT, "not CSV parts"),
+    Case(
+        "neighbors of an unknown node",
+        "distne_table",
+        ("neighbors", "--embeddings", "{d}/out", "--node", "77"),
+        "found no row for '77'",
+    ),
 ]
 
 

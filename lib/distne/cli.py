@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from distne import __version__
 from distne.config import Config, ConfigError, describe, load_config, to_dict
 from distne.errors import DistneError, InputError
 
@@ -91,6 +92,7 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Distributed network embedding on Spark."
     )
+    parser.add_argument("--version", action="version", version=f"distne {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="embed a graph and write a Delta table")
@@ -115,6 +117,13 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     )
     ev.add_argument("--seed", type=int, default=42)
     _add_config_args(ev)
+
+    nb = sub.add_parser("neighbors", help="the nodes most like a node, by cosine, as JSON")
+    nb.add_argument("--embeddings", required=True, help="Delta table written by distne run")
+    nb.add_argument("--node", action="append", default=[], help="a node id (repeatable)")
+    nb.add_argument("--nodes", help="a text file of node ids, one per line")
+    nb.add_argument("-k", type=int, default=10, help="neighbours per node (default 10)")
+    _add_config_args(nb)
 
     sp = sub.add_parser("split", help="hold out edges (never a node's last) plus non-edges")
     sp.add_argument("--input", required=True)
@@ -150,6 +159,10 @@ def precheck(args: argparse.Namespace) -> None:
             from distne.evaluation.metrics import read_labels
 
             read_labels(args.labels)  # a local file, read on the driver: checked whole here
+    if args.command == "neighbors":
+        _query_ids(args)
+        if args.k < 1:
+            raise ConfigError(f"neighbors -k: expected a positive number; found {args.k}.")
     if args.command == "split":
         if not 0 < args.fraction < 1:
             raise ConfigError(
@@ -244,7 +257,47 @@ def _cmd_config(args: argparse.Namespace, default_master: str | None) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "evaluate": _cmd_evaluate, "split": _cmd_split, "config": _cmd_config}
+def _query_ids(args: argparse.Namespace) -> list[str]:
+    """The ids ``neighbors`` looks up: ``--node`` values, then the lines of ``--nodes``."""
+    ids = list(args.node)
+    if args.nodes:
+        from distne.ingest import looks_binary
+
+        try:
+            if looks_binary(args.nodes):
+                raise InputError(
+                    f"nodes {args.nodes!r}: expected a text file of node ids, one per line; "
+                    f"found binary data."
+                )
+            with open(args.nodes) as f:
+                ids += [line.strip() for line in f if line.strip()]
+        except (FileNotFoundError, IsADirectoryError):
+            raise InputError(
+                f"nodes {args.nodes!r}: expected a text file of node ids, one per line; "
+                f"found no such file."
+            ) from None
+    if not ids:
+        raise InputError("neighbors: expected --node ID or --nodes FILE; found neither.")
+    return ids
+
+
+def _cmd_neighbors(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.neighbors import nearest
+
+    ids = _query_ids(args)
+    spark = _session(_config(args, default_master is not None), default_master)
+    found = nearest(spark, args.embeddings, ids, args.k)
+    print(json.dumps([{"node_id": key, "neighbors": found[key]} for key in found], indent=2))
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "evaluate": _cmd_evaluate,
+    "neighbors": _cmd_neighbors,
+    "split": _cmd_split,
+    "config": _cmd_config,
+}
 
 
 def main(argv: Sequence[str] | None = None, default_master: str | None = "local[*]") -> int:
