@@ -135,3 +135,38 @@ def test_a_snapshot_counts_once_every_task_has_written_its_part(tmp_path):
         (root / "products-8" / "task-1.log").read_bytes()
     )
     assert newest_complete(str(root)) == 16
+
+
+def test_a_partition_made_for_other_leaf_bounds_is_not_reused(spark, tmp_path):
+    """A rerun whose plan chose other leaf bounds (a resized cluster) keeps the graph but
+    partitions again, dropping the exchange state made on the old partition."""
+    import json
+
+    from distne.pipeline import run
+
+    f = tmp_path / "ring.tsv"
+    f.write_text("\n".join(f"{i}\t{(i * 7 + 1) % 60}" for i in range(60)) + "\n")
+    common = (
+        f"input.path={f}",
+        "partition.max_nodes=20",
+        "embedding.dim=8",
+        "runtime.snapshot_every=2",
+    )
+    first = run(
+        spark, make_config(*common, f"output.path={tmp_path / 'a'}", "runtime.keep_stages=true")
+    )
+    assert first.resumed == "" and first.leaf_subgraphs >= 3
+    folder = next(Path(str(tmp_path / "a") + STAGES_SUFFIX).iterdir())
+    assert (folder / "exchange").exists()
+    record = json.loads((folder / "partition.json").read_text())
+    (folder / "partition.json").write_text(json.dumps({**record, "max_nodes": 30}))
+    (folder / ".partition.json.crc").unlink()  # Hadoop's checksum of the old text
+    again = run(spark, make_config(*common, f"output.path={tmp_path / 'a'}"))
+    assert again.resumed == "partition" and "partition" in again.seconds
+    assert not folder.exists()  # written: the stages are gone
+    ids, got = _vectors(tmp_path / "a")
+    assert DeltaTable(str(tmp_path / "a")).version() == 1
+    first_table = DeltaTable(str(tmp_path / "a"), version=0).to_pyarrow_table().to_pandas()
+    first_table = first_table.sort_values("node_id")
+    assert (ids == first_table["node_id"].to_numpy()).all()
+    np.testing.assert_array_equal(got, np.stack(first_table["embedding"].to_numpy()))

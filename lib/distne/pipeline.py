@@ -229,6 +229,17 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     plan = plan_run(
         config, summary.nodes, summary.edges, spark.sparkContext.defaultParallelism, program
     )
+    if "partition" in kept:
+        assert stages is not None
+        if not stages.partition_fits(plan.max_nodes, plan.max_edges):
+            # Another plan (unset leaf bounds follow the cluster's parallelism): the kept
+            # partition, and the exchange state computed on it, cannot be used.
+            progress.log(
+                f"resume: the kept partition has other leaf bounds than this run's plan "
+                f"(max_nodes={plan.max_nodes}, max_edges={plan.max_edges}); partitioning again"
+            )
+            stages.drop_partition()
+            kept.remove("partition")
     if kept:
         assert stages is not None
         _say_resumed(stages, kept, plan, program, progress, summary)
@@ -258,6 +269,8 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
             assert stages is not None
             parts: Partitioning = stages.load_partition()
         else:
+            if stages is not None and plan.mode is RunMode.EXCHANGE:
+                stages.drop_partition()  # whatever a damaged record left: made anew below
             with progress.stage("partition", bounds) as t:
                 parts = partition(
                     spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels

@@ -14,10 +14,15 @@ A stage's ``.json`` is written after its data, so a stage with a ``.json`` is wh
 folder is ``<output>.distne-stages/<fingerprint>`` (or, with ``runtime.checkpoint_dir``,
 ``<checkpoint_dir>/distne-stages/<hash of the output path>/<fingerprint>``): the
 fingerprint hashes the input files (names, sizes, modification times), the config (but for
-settings that change no result: progress, output mode, the stage settings themselves), the
-distne version and Spark's default parallelism (the plan's leaf count follows it). A rerun
-with another input or config has another fingerprint: it starts afresh and removes the
-stages of the earlier one. The run folder is removed once the table is committed, unless
+settings that change no result: progress, output mode, the stage settings themselves) and the
+distne version. A rerun with another input or config has another fingerprint: it starts
+afresh and removes the stages of the earlier one. Not Spark's parallelism, which an
+autoscaled cluster may change between attempts: the kept partition is used only if it has the
+leaf bounds the rerun's plan chose (unset bounds follow the parallelism), else it and the
+exchange state are dropped and the rerun partitions again. The exchange's snapshots are per
+leaf: the shuffle transport resumes from them with any number of Spark partitions, barrier
+tasks with as many or fewer tasks than wrote them (more start the exchange over). The run
+folder is removed once the table is committed, unless
 ``runtime.keep_stages``.
 """
 
@@ -87,7 +92,6 @@ def fingerprint(spark: SparkSession, config: Config) -> str:
     record = {
         "version": __version__,
         "config": settings,
-        "parallelism": spark.sparkContext.defaultParallelism,
         "input": _input_files(spark, config.input.path or ""),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -112,8 +116,13 @@ class RunFolder:
     keep: bool
 
     def _json(self, stage: str) -> dict[str, Any] | None:
-        text = _read_text(self.spark, f"{self.path}/{stage}.json")
-        return None if text is None else json.loads(text)
+        """A stage's record; None if missing or unreadable (then the stage runs again and
+        writes it anew)."""
+        try:
+            text = _read_text(self.spark, f"{self.path}/{stage}.json")
+            return None if text is None else json.loads(text)
+        except Exception:  # a damaged record (checksum, truncation) is no finished stage
+            return None
 
     def finished(self) -> list[str]:
         """The stages kept whole, in run order."""
@@ -214,6 +223,21 @@ class RunFolder:
             max_nodes=record["max_nodes"],
             max_edges=record["max_edges"],
         )
+
+    def partition_fits(self, max_nodes: int | None, max_edges: int | None) -> bool:
+        """Whether the kept partition was made with the leaf bounds this run's plan chose
+        (unset bounds follow the cluster's parallelism, which may differ on a rerun)."""
+        record = self._json("partition")
+        return record is not None and (record["max_nodes"], record["max_edges"]) == (
+            max_nodes,
+            max_edges,
+        )
+
+    def drop_partition(self) -> None:
+        """Remove the kept partition and the exchange state computed on it."""
+        for name in ("partition.json", "partition", "exchange"):
+            fs, jpath = hadoop_path(self.spark, f"{self.path}/{name}")
+            fs.delete(jpath, True)
 
     def remove(self) -> None:
         """Delete this run's stages, and the root if nothing else is in it."""
