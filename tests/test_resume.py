@@ -102,7 +102,14 @@ def test_the_fingerprint_follows_the_input_and_the_settings_that_change_results(
     first = fingerprint(spark, make_config(*base))
     assert fingerprint(spark, make_config(*base)) == first
     # Where and how visibly a run works changes nothing it computes.
-    for neutral in ("runtime.progress=true", "output.mode=error", "runtime.keep_stages=true"):
+    neutral_settings = (
+        "runtime.progress=true",
+        "output.mode=error",
+        "runtime.keep_stages=true",
+        "run.worker_memory_gb=8",  # a run killed for want of memory, rerun with more
+        "spark.conf.spark.driver.memory=16g",
+    )
+    for neutral in neutral_settings:
         assert fingerprint(spark, make_config(*base, neutral)) == first, neutral
     for changed in ("seed=7", "embedding.dim=16", "partition.max_nodes=10"):
         assert fingerprint(spark, make_config(*base, changed)) != first, changed

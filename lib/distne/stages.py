@@ -14,16 +14,16 @@ A stage's ``.json`` is written after its data, so a stage with a ``.json`` is wh
 folder is ``<output>.distne-stages/<fingerprint>`` (or, with ``runtime.checkpoint_dir``,
 ``<checkpoint_dir>/distne-stages/<hash of the output path>/<fingerprint>``): the
 fingerprint hashes the input files (names, sizes, modification times), the config (but for
-settings that change no result: progress, output mode, the stage settings themselves) and the
-distne version. A rerun with another input or config has another fingerprint: it starts
-afresh and removes the stages of the earlier one. Not Spark's parallelism, which an
-autoscaled cluster may change between attempts: the kept partition is used only if it has the
-leaf bounds the rerun's plan chose (unset bounds follow the parallelism), else it and the
+settings that change no result: Spark's settings and memory budgets, progress, output mode,
+the transport, the stage settings themselves) and the distne version. A rerun with another
+input or config has another fingerprint: it starts afresh and removes the stages of the
+earlier one. Spark's parallelism and the worker budget are left out although they can change
+the plan (an autoscaled cluster between attempts; more memory after a run ran out): the kept
+partition is used only if it has the leaf bounds the rerun's plan chose, else it and the
 exchange state are dropped and the rerun partitions again. The exchange's snapshots are per
 leaf: the shuffle transport resumes from them with any number of Spark partitions, barrier
 tasks with as many or fewer tasks than wrote them (more start the exchange over). The run
-folder is removed once the table is committed, unless
-``runtime.keep_stages``.
+folder is removed once the table is committed, unless ``runtime.keep_stages``.
 """
 
 from __future__ import annotations
@@ -49,10 +49,22 @@ from distne.sparkutil import hadoop_path, posix_path
 
 STAGES_SUFFIX = ".distne-stages"
 
-# Settings that change where or how visibly a run works, not what it computes.
+# Settings that change where, how visibly or with how much memory a run works, not what it
+# computes: a run killed for want of memory can be rerun with more and still resume. (The
+# worker budget can change the plan's leaf bounds: the kept partition is checked against
+# them, see RunFolder.partition_fits.)
 _NEUTRAL = {
-    "runtime": ("progress", "resume", "keep_stages", "snapshot_every", "checkpoint_dir"),
+    "runtime": (
+        "progress",
+        "resume",
+        "keep_stages",
+        "snapshot_every",
+        "checkpoint_dir",
+        "lineage",
+    ),
     "output": ("mode",),
+    "run": ("worker_memory_gb", "transport"),
+    "spark": None,  # the whole section: master, memory, Spark settings
 }
 
 
@@ -87,7 +99,9 @@ def fingerprint(spark: SparkSession, config: Config) -> str:
     """What a run's results depend on, hashed: see the module docstring."""
     settings = to_dict(config)
     for section, keys in _NEUTRAL.items():
-        for key in keys:
+        if keys is None:
+            settings.pop(section, None)
+        for key in keys or ():
             settings[section].pop(key, None)
     record = {
         "version": __version__,
