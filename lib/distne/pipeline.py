@@ -233,12 +233,12 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         assert stages is not None
         if not stages.partition_fits(plan.max_nodes, plan.max_edges):
             # Another plan (unset leaf bounds follow the cluster's parallelism): the kept
-            # partition, and the exchange state computed on it, cannot be used.
+            # partition, and the exchange state computed on it, cannot be used (the partition
+            # stage below drops them).
             progress.log(
                 f"resume: the kept partition has other leaf bounds than this run's plan "
                 f"(max_nodes={plan.max_nodes}, max_edges={plan.max_edges}); partitioning again"
             )
-            stages.drop_partition()
             kept.remove("partition")
     if kept:
         assert stages is not None
@@ -270,7 +270,8 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
             parts: Partitioning = stages.load_partition()
         else:
             if stages is not None and plan.mode is RunMode.EXCHANGE:
-                stages.drop_partition()  # whatever a damaged record left: made anew below
+                # A partition kept for other bounds, or what a damaged record left: made anew.
+                stages.drop_partition()
             with progress.stage("partition", bounds) as t:
                 parts = partition(
                     spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels

@@ -118,6 +118,31 @@ def hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
     return fs, jpath
 
 
+def read_bytes(spark: SparkSession, path: str) -> bytes:
+    """The bytes of a small file on any Hadoop file system."""
+    fs, jpath = hadoop_path(spark, path)
+    stream = fs.open(jpath)
+    try:
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+    """Write a small file whole or not at all (a temporary name, then a rename): a process
+    killed mid-write leaves at most the temporary file."""
+    fs, jpath = hadoop_path(spark, path)
+    _, tmp = hadoop_path(spark, path + ".tmp")
+    stream = fs.create(tmp, True)
+    try:
+        stream.write(bytearray(data))
+    finally:
+        stream.close()
+    fs.delete(jpath, False)
+    if not fs.rename(tmp, jpath):
+        raise OSError(f"could not rename {path}.tmp to {path}")
+
+
 def posix_path(spark: SparkSession, path: str) -> str | None:
     """``path`` as a local file path, if Hadoop resolves it to the local file system (a path
     without a scheme is on ``fs.defaultFS``, which on a cluster is HDFS or an object store)."""

@@ -34,18 +34,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from distne import __version__
 from distne.config import Config, IdType, to_dict
-from distne.engine.snapshots import (
-    newest_complete,
-    newest_shuffle_snapshot,
-    read_bytes,
-    write_bytes,
-)
+from distne.engine.snapshots import newest_complete, newest_shuffle_snapshot
 from distne.graph import Graph
 from distne.partition import LevelMethod, LevelStats, Partitioning
-from distne.sparkutil import hadoop_path, posix_path
+from distne.sparkutil import hadoop_path, posix_path, read_bytes, write_bytes
 
 STAGES_SUFFIX = ".distne-stages"
 
@@ -127,7 +123,6 @@ class RunFolder:
     spark: SparkSession
     path: str  # a Hadoop path: root/fingerprint
     root: str
-    keep: bool
 
     def _json(self, stage: str) -> dict[str, Any] | None:
         """A stage's record; None if missing or unreadable (then the stage runs again and
@@ -179,12 +174,13 @@ class RunFolder:
             getattr(graph, name).write.mode("overwrite").parquet(f"{self.path}/graph/{name}")
         kept = self._graph(graph.id_type, graph.loop_only)
         n, m = kept.nodes.count(), kept.edges.count()
-        record = {"nodes": n, "edges": m, "id_type": graph.id_type.value}
-        _write_text(
-            self.spark,
-            f"{self.path}/graph.json",
-            json.dumps(record | {"loop_only": graph.loop_only}),
-        )
+        record = {
+            "nodes": n,
+            "edges": m,
+            "id_type": graph.id_type.value,
+            "loop_only": graph.loop_only,
+        }
+        _write_text(self.spark, f"{self.path}/graph.json", json.dumps(record))
         return kept, n, m
 
     def _graph(self, id_type: IdType, loop_only: int) -> Graph:
@@ -221,8 +217,6 @@ class RunFolder:
         level edges (the exchange reads the graph's edges)."""
         record = self._json("partition")
         assert record is not None
-        from pyspark.sql import functions as F
-
         leaves = self.spark.read.parquet(f"{self.path}/partition/leaves")
         levels = []
         for s in record["levels"]:
@@ -265,6 +259,4 @@ class RunFolder:
 def open_run_folder(spark: SparkSession, config: Config) -> RunFolder:
     """This run's folder (nothing is created until a stage is saved)."""
     root = stages_root(config)
-    return RunFolder(
-        spark, f"{root}/{fingerprint(spark, config)}", root, config.runtime.keep_stages
-    )
+    return RunFolder(spark, f"{root}/{fingerprint(spark, config)}", root)

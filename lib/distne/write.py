@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from distne.config import WriteMode
 from distne.errors import OutputError
-from distne.sparkutil import hadoop_path
+from distne.sparkutil import hadoop_path, read_bytes
 
 TABLE_COLUMNS = ("node_id", "subgraph_id", "embedding")
 
@@ -81,14 +81,9 @@ def _marker(spark: SparkSession, jpath: Any) -> Any:
 
 def _refuse_live_writer(spark: SparkSession, path: str) -> None:
     """Refuse a folder whose first write is still running in a live process on this host."""
-    fs, jpath = hadoop_path(spark, path)
+    _, jpath = hadoop_path(spark, path)
     try:
-        stream = fs.open(_marker(spark, jpath))
-        try:
-            raw = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-        finally:
-            stream.close()
-        writer = json.loads(raw)
+        writer = json.loads(read_bytes(spark, _marker(spark, jpath).toString()))
     except Exception:  # unreadable marker: nothing says a writer is alive
         return
     pid = writer.get("pid")

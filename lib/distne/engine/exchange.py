@@ -717,9 +717,6 @@ def embed_exchange(
                 return cut_lineage(_vectors_frame(pieces.repartition(n_parts)), config.runtime)
             finally:
                 listener.close()
-        # The pieces are materialised as a frame of their own and unpacked into vectors by
-        # the next stage: turning an RDD into a frame runs Python, and in the stage that
-        # unpacks it would take a second Python worker per task.
         state = ShuffleExchange(spark, blocks, n_parts, config)
         if on_start is not None:
             on_start(state)
@@ -728,6 +725,9 @@ def embed_exchange(
             program.run(Resumable(state, ShuffleSnapshots(spark, snapshots, state), every))
         else:
             program.run(state)
+        # The pieces are materialised as a frame of their own and unpacked into vectors by
+        # the next stage: turning an RDD into a frame runs Python, and in the stage that
+        # unpacks it would take a second Python worker per task.
         pieces = spark.createDataFrame(state.pieces(program.dim), PIECES_SCHEMA)
         pieces = cut_lineage(pieces, config.runtime)
         sc.setJobDescription("exchange output")

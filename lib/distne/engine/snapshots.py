@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from distne.engine.program import Product
-from distne.sparkutil import hadoop_path
+from distne.sparkutil import hadoop_path, read_bytes, write_bytes
 
 _STEP = re.compile(r"^products-(\d+)$")
 
@@ -53,9 +53,8 @@ def _whole_for(root: str, rank: int) -> list[int]:
     return sorted(found)
 
 
-def newest_complete(root: str | None, tasks: int | None = None) -> int:
-    """Products done in the newest snapshot whole for every task (0: none). ``tasks``: how
-    many tasks wrote it (default: as many as the snapshot's logs say)."""
+def newest_complete(root: str | None) -> int:
+    """Products done in the newest snapshot whole for every task that wrote it (0: none)."""
     if not root or not os.path.isdir(root):
         return 0
     best = 0
@@ -64,7 +63,7 @@ def newest_complete(root: str | None, tasks: int | None = None) -> int:
         if not m:
             continue
         logs = [f for f in os.listdir(os.path.join(root, name)) if f.endswith(".log")]
-        want = tasks or _tasks_of(os.path.join(root, name))
+        want = _tasks_of(os.path.join(root, name))
         if want and len(logs) >= want:
             best = max(best, int(m.group(1)))
     return best
@@ -250,30 +249,6 @@ def newest_shuffle_snapshot(spark: Any, root: str) -> int:
         if m and fs.exists(hadoop_path(spark, f"{root}/{m.group(0)}/log")[1]):
             best = max(best, int(m.group(1)))
     return best
-
-
-def read_bytes(spark: Any, path: str) -> bytes:
-    fs, jpath = hadoop_path(spark, path)
-    stream = fs.open(jpath)
-    try:
-        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-    finally:
-        stream.close()
-
-
-def write_bytes(spark: Any, path: str, data: bytes) -> None:
-    """Write a small file whole or not at all (a temporary name, then a rename): a process
-    killed mid-write leaves at most the temporary file."""
-    fs, jpath = hadoop_path(spark, path)
-    _, tmp = hadoop_path(spark, path + ".tmp")
-    stream = fs.create(tmp, True)
-    try:
-        stream.write(bytearray(data))
-    finally:
-        stream.close()
-    fs.delete(jpath, False)
-    if not fs.rename(tmp, jpath):
-        raise OSError(f"could not rename {path}.tmp to {path}")
 
 
 def _save_npy(path: str, x: np.ndarray) -> None:
