@@ -1,5 +1,6 @@
 """End to end on a real graph: a real Delta table written, read back by an independent reader."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -133,9 +134,23 @@ def test_evaluate_reports_on_the_table(spark, ppi_run, ppi_split):
 
 
 def test_rerun_same_seed_same_vectors_new_version(spark, ppi_run):
-    cfg, _ = ppi_run
+    """Also with another number of shuffle partitions: the rerun aims at 2,000 edges per
+    partition, so the ~34,000 training edges raise the suite's 4 partitions to 17."""
+    cfg, first = ppi_run
     before = dict(zip(*_read_rs(cfg.output.path)[::2], strict=True))
-    again = run(spark, cfg)
+    key = "spark.sql.shuffle.partitions"
+    had = spark.conf.get(key)
+    try:
+        again = run(
+            spark,
+            dataclasses.replace(
+                cfg, spark=dataclasses.replace(cfg.spark, edges_per_partition=2000)
+            ),
+        )
+        raised = spark.conf.get(key)
+    finally:
+        spark.conf.set(key, had)
+    assert (int(had), int(raised)) == (4, -(-first.edges // 2000))
     assert again.delta_version == 1
     after = dict(zip(*_read_rs(cfg.output.path)[::2], strict=True))
     assert before.keys() == after.keys()

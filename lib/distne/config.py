@@ -236,6 +236,12 @@ class SparkConfig:
     shuffle_partitions: int | None = _help(
         "spark.sql.shuffle.partitions; unset keeps the cluster's value.", default=None
     )
+    edges_per_partition: int = _help(
+        "Edges per shuffle partition a run aims at: once the input's size is known, "
+        "spark.sql.shuffle.partitions is raised to edges / this where it is lower (never "
+        "lowered), so a big graph's joins and sorts do not spill; 0 leaves it as set.",
+        default=1_000_000,
+    )
     delta_jars: bool = _help(
         "Add the Delta connector to spark.jars.packages (off on Databricks, where it is built in).",
         default=True,
@@ -309,6 +315,12 @@ class Config:
             "partition.iterations",
             ">= 0",
             self.partition.iterations,
+        )
+        _check(
+            self.spark.edges_per_partition >= 0,
+            "spark.edges_per_partition",
+            ">= 0",
+            self.spark.edges_per_partition,
         )
         _check(
             self.runtime.snapshot_every >= 0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+from typing import NamedTuple
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -255,9 +256,9 @@ def _extra_hint(cfg: InputConfig, what: str, weight_setting: str) -> str:
     return hint[0].upper() + hint[1:]
 
 
-def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int]:
-    """Every check of the rows in one aggregate (one pass over the input); the id type and the
-    number of self-loop rows.
+def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int, int]:
+    """Every check of the rows in one aggregate (one pass over the input); the id type, the
+    number of self-loop rows and the number of the others.
 
     Raises :class:`InputError` for the first failed check, in the order below, with an example
     row: short text lines, unparsable weights, empty endpoints, weights that are not positive
@@ -349,20 +350,29 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
             f"input {path!r}: expected at least one edge between two different nodes; "
             f"found none (empty input, only comments, or only self-loops)."
         )
-    if cfg.id_type is not IdType.AUTO:
-        return cfg.id_type, int(row["loops"])
-    return (IdType.STRING if row["non_int"] else IdType.LONG), int(row["loops"])
+    id_type = cfg.id_type
+    if id_type is IdType.AUTO:
+        id_type = IdType.STRING if row["non_int"] else IdType.LONG
+    return id_type, int(row["loops"]), int(row["pairs"])
 
 
-def read_edges(spark: SparkSession, cfg: InputConfig) -> tuple[DataFrame, IdType, int]:
-    """Raw edges as given, validated in one pass: ``src``, ``dst`` (strings, the user's ids),
-    ``weight`` (double); the type the ids have; how many rows are self-loops."""
+class RawEdges(NamedTuple):
+    """Validated edges as given: ``frame`` has ``src``, ``dst`` (strings, the user's ids) and
+    ``weight`` (double); ``loops`` rows are self-loops, ``pairs`` rows join two ids."""
+
+    frame: DataFrame
+    id_type: IdType
+    loops: int
+    pairs: int
+
+
+def read_edges(spark: SparkSession, cfg: InputConfig) -> RawEdges:
+    """The edges named by ``cfg``, validated in one pass (:class:`InputError` otherwise)."""
     check_local_input(cfg)
     fmt = cfg.format if cfg.format is not InputFormat.AUTO else detect_format(cfg.path)
     text = fmt is InputFormat.TEXT
     raw = _read_text(spark, cfg.path, cfg) if text else _read_columns(spark, cfg.path, fmt, cfg)
-    id_type, loops = _validate(raw, cfg, text)
-    return raw.select("src", "dst", "weight"), id_type, loops
+    return RawEdges(raw.select("src", "dst", "weight"), *_validate(raw, cfg, text))
 
 
 def build_graph(
@@ -433,5 +443,5 @@ def ingest(spark: SparkSession, cfg: InputConfig, runtime: RuntimeConfig | None 
         >>> g.edges.columns
         ['src', 'dst', 'weight']
     """
-    raw, id_type, loops = read_edges(spark, cfg)
-    return build_graph(raw, cfg, id_type, loops, runtime)
+    raw = read_edges(spark, cfg)
+    return build_graph(raw.frame, cfg, raw.id_type, raw.loops, runtime)

@@ -40,8 +40,9 @@ from distne.engine.exchange import (
 from distne.engine.local import embed_groups, local_bytes
 from distne.engine.program import Program
 from distne.graph import Graph
-from distne.ingest import ingest
+from distne.ingest import build_graph, read_edges
 from distne.partition import Partitioning, partition
+from distne.session import fit_shuffle_partitions
 from distne.sparkutil import Progress, cut_lineage, posix_path, remove_checkpoint_dir
 from distne.stages import RunFolder, open_run_folder
 from distne.write import OutputState, check_output, write_embeddings
@@ -181,6 +182,12 @@ def embeddings_table(graph: Graph, fused: DataFrame) -> DataFrame:
     )
 
 
+def _fit_shuffles(spark: SparkSession, edges: int, config: Config, progress: Progress) -> None:
+    said = fit_shuffle_partitions(spark, edges, config.spark)
+    if said:
+        progress.log(f"spark: {said}")
+
+
 def run(spark: SparkSession, config: Config) -> RunSummary:
     """Run the pipeline described by ``config``; return its summary.
 
@@ -206,9 +213,12 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     if "graph" in kept:
         assert stages is not None
         graph, summary.nodes, summary.edges = stages.load_graph()
+        _fit_shuffles(spark, summary.edges, config, progress)
     else:
         with progress.stage("ingest", config.input.path or "") as t:
-            graph = ingest(spark, config.input, config.runtime)
+            raw = read_edges(spark, config.input)
+            _fit_shuffles(spark, raw.pairs, config, progress)
+            graph = build_graph(raw.frame, config.input, raw.id_type, raw.loops, config.runtime)
             if stages is not None:
                 for name in stages.claim():
                     progress.log(

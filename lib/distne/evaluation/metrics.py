@@ -181,7 +181,7 @@ def _read_pairs(spark: SparkSession, path: str) -> DataFrame:
             cols.append(F.col("label").cast("int").alias("label"))
         out = df.select(*cols)
     else:
-        out = read_edges(spark, InputConfig(path=path))[0].select(
+        out = read_edges(spark, InputConfig(path=path)).frame.select(
             F.col("src").alias("a"), F.col("dst").alias("b")
         )
     if out.limit(1).count() == 0:
