@@ -227,6 +227,25 @@ CASES = [
     ),
     Case("split into a folder of other files", _busy_train, SPLIT, "not CSV parts"),
     Case(
+        "a catalog table that does not exist",
+        lambda d: None,
+        ("run", "--set", "input.table=no_such_edges", "--output", "{d}/out"),
+        "input.table 'no_such_edges': expected a table of edges; found none",
+    ),
+    Case(
+        "both a path and a catalog table",
+        _text("1 2\n"),
+        (*RUN, "--set", "input.table=edges"),
+        "expected one of input.path and input.table; found both",
+        True,
+    ),
+    Case(
+        "export over an existing path",
+        "distne_table",
+        ("export", "--embeddings", "{d}/out", "--format", "parquet", "--output", "{d}/out"),
+        "expected a path that does not exist yet",
+    ),
+    Case(
         "neighbors of an unknown node",
         "distne_table",
         ("neighbors", "--embeddings", "{d}/out", "--node", "77"),

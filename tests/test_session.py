@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import suite_config
 from distne import session
 from distne.config import load_config
 from distne.session import DELTA_PACKAGE, session_settings
@@ -22,11 +23,11 @@ def _write_classpath(jars: list[Path]) -> None:
     path.write_text("".join(f"file://{j}\n" for j in jars))
 
 
-def test_session_remembers_the_jars_ivy_resolved(spark):
-    """The suite's local session either resolved the Delta package and left the list of its
-    jars, or started from that list: either way the list is the session's classpath and
-    names the Delta connector's jar, which exists."""
-    listed = session._cached_classpath()
+def test_session_remembers_the_jars_ivy_resolved(spark, spark_tmp):
+    """The suite's local session either resolved its packages (Delta, and GraphFrames where
+    setup installed it) and left the list of their jars, or started from that list: either
+    way the list is the session's classpath and names the Delta connector's jar."""
+    listed = session._cached_classpath(session.jvm_packages(suite_config(spark_tmp).spark))
     assert listed is not None
     assert listed == spark.sparkContext.getConf().get("spark.jars")
     assert any(Path(j).name.startswith("io.delta_delta-spark_") for j in listed.split(","))
@@ -83,3 +84,16 @@ def test_no_delta_jars_means_no_packages(cache_home):
     settings, remember = session_settings(load_config(None, ["spark.delta_jars=false"]), "local")
     assert "spark.jars.packages" not in settings and "spark.jars" not in settings
     assert not remember
+
+
+def test_graphframes_joins_the_packages_and_has_a_cache_of_its_own(cache_home, tmp_path):
+    """With spark.graphframes, the session asks for GraphFrames' coordinates beside Delta's,
+    and a classpath remembered for Delta alone does not stand in for both."""
+    jar = tmp_path / "a.jar"
+    jar.write_bytes(b"PK")
+    _write_classpath([jar])  # remembered for the Delta package alone
+    settings, remember = session_settings(load_config(None, ["spark.graphframes=true"]), "local[2]")
+    assert settings["spark.jars.packages"] == f"{DELTA_PACKAGE},{session.GRAPHFRAMES_PACKAGE}"
+    assert remember
+    settings, _ = session_settings(load_config(None, []), "local[2]")
+    assert settings["spark.jars"] == f"file://{jar}"

@@ -125,6 +125,22 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     nb.add_argument("-k", type=int, default=10, help="neighbours per node (default 10)")
     _add_config_args(nb)
 
+    rp = sub.add_parser("report", help="one self-contained HTML page about a run's table")
+    rp.add_argument("--embeddings", required=True, help="Delta table written by distne run")
+    rp.add_argument("--output", required=True, help="the HTML file to write (local)")
+    rp.add_argument("--labels", help="node labels (as for evaluate) to colour the map by")
+    rp.add_argument("--evaluation", help="the JSON distne evaluate printed, for quality figures")
+    rp.add_argument("--sample", type=int, default=2000, help="vectors on the map (default 2000)")
+    _add_config_args(rp)
+
+    ex = sub.add_parser("export", help="the embeddings as Parquet or word2vec text")
+    ex.add_argument("--embeddings", required=True, help="Delta table written by distne run")
+    ex.add_argument("--format", required=True, choices=["parquet", "word2vec"])
+    ex.add_argument(
+        "--output", required=True, help="a new path: a folder (parquet) or a file (word2vec)"
+    )
+    _add_config_args(ex)
+
     sp = sub.add_parser("split", help="hold out edges (never a node's last) plus non-edges")
     sp.add_argument("--input", required=True)
     sp.add_argument(
@@ -159,6 +175,14 @@ def precheck(args: argparse.Namespace) -> None:
             from distne.evaluation.metrics import read_labels
 
             read_labels(args.labels)  # a local file, read on the driver: checked whole here
+    if args.command == "report":
+        if args.sample < 2:
+            raise ConfigError(f"report --sample: expected at least 2 vectors; found {args.sample}.")
+        if args.labels:
+            from distne.evaluation.metrics import read_labels
+
+            read_labels(args.labels)
+        _check_local("evaluation", args.evaluation)
     if args.command == "neighbors":
         _query_ids(args)
         if args.k < 1:
@@ -182,6 +206,13 @@ def precheck(args: argparse.Namespace) -> None:
 
 
 def _session(config: Config, default_master: str | None):  # noqa: ANN202 - pyspark type
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise DistneError(
+            "distne needs pyspark: found none in this Python. Install distne[local] for local "
+            "runs, or run where a cluster provides Spark (spark-submit, Databricks)."
+        ) from None
     from distne.session import build_session
 
     return build_session(config, default_master)
@@ -291,10 +322,32 @@ def _cmd_neighbors(args: argparse.Namespace, default_master: str | None) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.report import write_report
+
+    config = _config(args, default_master is not None)
+    spark = _session(config, default_master)
+    done = write_report(
+        spark, args.embeddings, args.output, args.labels, args.evaluation, args.sample, config.seed
+    )
+    print(json.dumps(done))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, default_master: str | None) -> int:
+    from distne.export import ExportFormat, export
+
+    spark = _session(_config(args, default_master is not None), default_master)
+    print(json.dumps(export(spark, args.embeddings, ExportFormat(args.format), args.output)))
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "evaluate": _cmd_evaluate,
     "neighbors": _cmd_neighbors,
+    "export": _cmd_export,
+    "report": _cmd_report,
     "split": _cmd_split,
     "config": _cmd_config,
 }
@@ -313,8 +366,22 @@ def main(argv: Sequence[str] | None = None, default_master: str | None = "local[
         precheck(args)
         return COMMANDS[args.command](args, default_master)
     except DistneError as e:
-        print(f"distne: error: {e}", file=sys.stderr)
+        print(f"distne: error: {e}", file=_stderr(), flush=True)
         return 2
+
+
+def _stderr():  # noqa: ANN202 - a text stream
+    try:
+        from distne.sparkutil import driver_stderr
+    except ImportError:  # no pyspark: nothing but this process's own stderr
+        return sys.stderr
+    return driver_stderr()
+
+
+def job() -> int:
+    """Entry point ``distne-job``: :func:`main` for launchers whose cluster decides the master
+    (Databricks wheel tasks, spark-submit): no embedded local defaults."""
+    return main(default_master=None)
 
 
 if __name__ == "__main__":

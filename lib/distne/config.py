@@ -99,6 +99,11 @@ class InputConfig:
         "Edge list: a file, folder or glob (text, CSV, Parquet) or a Delta table path.",
         default=None,
     )
+    table: str | None = _help(
+        "A catalog table of edges (catalog.schema.name, or a name in the current schema) "
+        "instead of input.path; its columns are read as a Parquet file's.",
+        default=None,
+    )
     format: InputFormat = _help(
         "auto picks by extension/folder: .csv -> csv, .parquet -> parquet, a folder holding "
         "_delta_log -> delta, anything else -> whitespace/tab separated text.",
@@ -246,6 +251,13 @@ class SparkConfig:
         "Add the Delta connector to spark.jars.packages (off on Databricks, where it is built in).",
         default=True,
     )
+    graphframes: bool = _help(
+        "Add GraphFrames' JVM package (io.graphframes:graphframes-spark4_2.13:0.11.0, the "
+        "version graphframes-py is pinned to) to spark.jars.packages, for GraphFrames in the "
+        "same session (distne.embed_graph takes a GraphFrame). On Databricks install it as a "
+        "cluster library instead.",
+        default=False,
+    )
     conf: dict[str, str] = _help("Extra Spark settings.", default_factory=dict)
 
 
@@ -271,6 +283,12 @@ class RuntimeConfig:
     )
     keep_stages: bool = _help(
         "Keep the run folder after the table is written (for debugging; CLI --keep-stages).",
+        default=False,
+    )
+    components: bool = _help(
+        "Count the graph's connected components with GraphFrames and put them in the run's "
+        "summary; needs GraphFrames' jar on the session (spark.graphframes=true, or a cluster "
+        "library) and graphframes-py.",
         default=False,
     )
     snapshot_every: int = _help(
@@ -400,12 +418,19 @@ class Config:
 
     def with_overrides(self, overrides: Sequence[str]) -> Config:
         """A copy with dotted ``key=value`` overrides applied (values parsed as YAML)."""
-        data = to_dict(self)
+        values: dict[str, Any] = {}
         for item in overrides:
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
                 raise ConfigError(f"override {item!r} is not key=value (e.g. embedding.dim=64)")
-            _set_dotted(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        return self.with_settings(values)
+
+    def with_settings(self, values: Mapping[str, Any]) -> Config:
+        """A copy with ``{dotted key: value}`` applied (values as Python objects)."""
+        data = to_dict(self)
+        for key, value in values.items():
+            _set_dotted(data, key, value)
         return from_dict(data)
 
     def to_json(self) -> str:
@@ -505,13 +530,33 @@ def from_dict(data: Mapping[str, Any]) -> Config:
     return typing.cast(Config, _build(Config, data or {}, ""))
 
 
+# The configs of conf/ ship inside the package (distne/conf links to it), so a job finds them
+# whatever its working directory: a Databricks task runs in the script's folder, a wheel
+# task anywhere.
+SHIPPED = Path(__file__).parent / "conf"
+
+
+def find_config(path: str | Path) -> Path:
+    """``path`` if it is a file, else the shipped config of that name (``databricks``,
+    ``databricks.yaml`` and ``conf/databricks.yaml`` all name ``conf/databricks.yaml``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    name = p.name if p.suffix in (".yaml", ".yml") else p.name + ".yaml"
+    if (SHIPPED / name).is_file():
+        return SHIPPED / name
+    shipped = ", ".join(sorted(c.stem for c in SHIPPED.glob("*.yaml")))
+    raise ConfigError(
+        f"config file {str(p)!r} not found (relative paths are read from {Path.cwd()}); "
+        f"the configs shipped with distne are: {shipped}"
+    )
+
+
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML config (or the embedded defaults when ``path`` is None) and apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found")
+        p = find_config(path)
         try:
             loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:

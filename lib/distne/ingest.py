@@ -12,6 +12,7 @@ import os
 from typing import NamedTuple
 
 from pyspark import StorageLevel
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -73,8 +74,18 @@ def check_local_input(cfg: InputConfig) -> None:
 
     Remote paths (``s3://`` ...) are left to Spark. Raises :class:`InputError`.
     """
+    if cfg.path and cfg.table:
+        raise InputError(
+            f"input: expected one of input.path and input.table; found both "
+            f"({cfg.path!r} and {cfg.table!r})."
+        )
+    if cfg.table:
+        return
     if not cfg.path:
-        raise InputError("no input given: set --input PATH (or input.path in the config).")
+        raise InputError(
+            "no input given: set --input PATH (or input.path, or input.table for a catalog "
+            "table, in the config)."
+        )
     local = local_paths(cfg.path)
     if local is None:
         return
@@ -188,11 +199,18 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
         df = spark.read.parquet(path)
     else:
         df = spark.read.format("delta").load(path)
+    return _columns(df, repr(path), cfg, fmt is InputFormat.CSV)
+
+
+def _columns(df: DataFrame, name: str, cfg: InputConfig, csv: bool = False) -> DataFrame:
+    """``src, dst`` (the ids as strings), ``weight`` (double), ``_frac`` (an id with a
+    fraction) from the columns ``cfg`` names in ``df``; :class:`InputError` if they are not
+    there or hold no ids. ``name`` says which input ``df`` is, in messages."""
     wanted = [cfg.src_col, cfg.dst_col] + ([cfg.weight_col] if cfg.weight_col else [])
     missing = [c for c in wanted if c not in df.columns]
     if (
         missing
-        and fmt is InputFormat.CSV
+        and csv
         and len(df.columns) >= 2
         and not cfg.weight_col
         and (cfg.src_col, cfg.dst_col) == ("src", "dst")
@@ -202,13 +220,13 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
         missing = []
     if missing:
         raise InputError(
-            f"input {path!r}: column(s) {missing} missing; found columns {df.columns}. "
+            f"input {name}: column(s) {missing} missing; found columns {df.columns}. "
             f"Set input.src_col / input.dst_col / input.weight_col to the names in the data."
         )
     extra = [c for c in df.columns if c not in wanted]
     if extra and cfg.extra_columns is ExtraColumns.ERROR:
         raise InputError(
-            f"input {path!r}: expected the columns {wanted}; found also {extra}, and nothing "
+            f"input {name}: expected the columns {wanted}; found also {extra}, and nothing "
             f"says what they hold. "
             f"{_extra_hint(cfg, repr(extra[0]), 'input.weight_col to its name (numbers > 0)')}"
         )
@@ -217,7 +235,7 @@ def _read_columns(spark: SparkSession, path: str, fmt: InputFormat, cfg: InputCo
         kind = df.schema[c].dataType
         if not isinstance(kind, T.StringType | T.IntegralType | T.FractionalType):
             raise InputError(
-                f"input {path!r}: column {c!r} holds {kind.simpleString()} values; expected "
+                f"input {name}: column {c!r} holds {kind.simpleString()} values; expected "
                 f"node ids, integers or strings. Convert the column, or set input.src_col / "
                 f"input.dst_col to the id columns."
             )
@@ -256,7 +274,7 @@ def _extra_hint(cfg: InputConfig, what: str, weight_setting: str) -> str:
     return hint[0].upper() + hint[1:]
 
 
-def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int, int]:
+def _validate(raw: DataFrame, cfg: InputConfig, text: bool, name: str) -> tuple[IdType, int, int]:
     """Every check of the rows in one aggregate (one pass over the input); the id type, the
     number of self-loop rows and the number of the others.
 
@@ -265,7 +283,6 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
     finite numbers, non-integer ids under ``input.id_type=long``, and no edge between two
     different nodes.
     """
-    path = cfg.path
     w = F.col("weight")
     example = F.col("_line") if text else F.struct("src", "dst", "weight")
     checks: list[tuple[Column, str]] = []
@@ -274,7 +291,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
         checks.append(
             (
                 F.col("_n") < need,
-                f"input {path!r}: expected text lines 'src dst{' weight' if cfg.weight_col else ''}"
+                f"input {name}: expected text lines 'src dst{' weight' if cfg.weight_col else ''}"
                 f"' separated by whitespace, tab or comma (comments start with {cfg.comment!r}); "
                 f"found lines with too few fields, e.g.",
             )
@@ -284,7 +301,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
             checks.append(
                 (
                     F.col("_n") > need,
-                    f"input {path!r}: expected {need} fields per line ('src dst"
+                    f"input {name}: expected {need} fields per line ('src dst"
                     f"{' weight' if cfg.weight_col else ''}'); found lines with more, and "
                     f"nothing says what the others hold. {hint} A line with more:",
                 )
@@ -293,9 +310,9 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
         checks.append(
             (
                 w.isNull(),
-                f"input {path!r}: expected a numeric weight in the third field; found"
+                f"input {name}: expected a numeric weight in the third field; found"
                 if text
-                else f"input {path!r}: column {cfg.weight_col!r} must hold numbers; found null "
+                else f"input {name}: column {cfg.weight_col!r} must hold numbers; found null "
                 f"or non-numeric values in rows like",
             )
         )
@@ -303,7 +320,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
         checks.append(
             (
                 F.col("_frac"),
-                f"input {path!r}: expected node ids, integers or strings; found numbers with a "
+                f"input {name}: expected node ids, integers or strings; found numbers with a "
                 f"fraction (or NaN, infinite) in rows like",
             )
         )
@@ -311,7 +328,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
     checks.append(
         (
             empty | (F.col("dst") == ""),
-            f"input {path!r}: expected a node id in both endpoint columns; found empty "
+            f"input {name}: expected a node id in both endpoint columns; found empty "
             f"endpoints in rows like",
         )
     )
@@ -319,7 +336,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
         checks.append(
             (
                 (w <= 0) | F.isnan(w) | (w == float("inf")),
-                f"input {path!r}: edge weights must be positive finite numbers; found",
+                f"input {name}: edge weights must be positive finite numbers; found",
             )
         )
     is_int = F.col("src").rlike(_INTEGER) & F.col("dst").rlike(_INTEGER)
@@ -342,18 +359,29 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool) -> tuple[IdType, int
             raise InputError(f"{message} {shown}.")
     if cfg.id_type is IdType.LONG and row["non_int"]:
         raise InputError(
-            f"input {path!r}: input.id_type=long but some ids are not integers; "
+            f"input {name}: input.id_type=long but some ids are not integers; "
             f"set input.id_type=string or auto."
         )
     if not row["pairs"]:
         raise InputError(
-            f"input {path!r}: expected at least one edge between two different nodes; "
+            f"input {name}: expected at least one edge between two different nodes; "
             f"found none (empty input, only comments, or only self-loops)."
         )
     id_type = cfg.id_type
     if id_type is IdType.AUTO:
         id_type = IdType.STRING if row["non_int"] else IdType.LONG
     return id_type, int(row["loops"]), int(row["pairs"])
+
+
+def read_table(spark: SparkSession, name: str) -> DataFrame:
+    """The catalog table ``name`` (``input.table``); :class:`InputError` if there is none."""
+    try:
+        return spark.read.table(name)
+    except AnalysisException as e:
+        raise InputError(
+            f"input.table {name!r}: expected a table of edges; found none "
+            f"({str(e).splitlines()[0]})."
+        ) from None
 
 
 class RawEdges(NamedTuple):
@@ -369,10 +397,20 @@ class RawEdges(NamedTuple):
 def read_edges(spark: SparkSession, cfg: InputConfig) -> RawEdges:
     """The edges named by ``cfg``, validated in one pass (:class:`InputError` otherwise)."""
     check_local_input(cfg)
+    if cfg.table:
+        return edges_from_frame(read_table(spark, cfg.table), cfg, repr(cfg.table))
     fmt = cfg.format if cfg.format is not InputFormat.AUTO else detect_format(cfg.path)
     text = fmt is InputFormat.TEXT
     raw = _read_text(spark, cfg.path, cfg) if text else _read_columns(spark, cfg.path, fmt, cfg)
-    return RawEdges(raw.select("src", "dst", "weight"), *_validate(raw, cfg, text))
+    return RawEdges(raw.select("src", "dst", "weight"), *_validate(raw, cfg, text, repr(cfg.path)))
+
+
+def edges_from_frame(edges: DataFrame, cfg: InputConfig, name: str = "edges") -> RawEdges:
+    """:func:`read_edges` for edges already in a DataFrame (a GraphFrame's ``edges``, a
+    table): the columns ``cfg`` names (``src``, ``dst``, optionally a weight), validated in
+    one pass; ``name`` says which DataFrame in messages."""
+    raw = _columns(edges, name, cfg)
+    return RawEdges(raw.select("src", "dst", "weight"), *_validate(raw, cfg, False, name))
 
 
 def build_graph(

@@ -4,8 +4,9 @@ The embedder runs on one of two backends (:mod:`distne.engine`): ``local`` (the 
 one Python worker) when it fits, ``exchange`` (partitioned into leaf subgraphs, all embedded
 at once in one frame) otherwise; :func:`plan_run` decides. The baselines (``procrustes``,
 ``leaf_only``) embed subgraphs apart and fuse them. Every stage is a library function taking
-the Spark session and the config; :func:`run` wires them together and returns a summary.
-Jobs and the CLI only call :func:`run`.
+the Spark session and the config; :func:`run` wires them together, writes the table and
+returns a summary; :func:`embed_graph` does the same for a GraphFrame or an edges DataFrame
+and returns the vectors instead. Jobs and the CLI only call these.
 
 Example (in a notebook, with the Delta connector on the cluster):
     >>> from distne.config import load_config
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +31,7 @@ from pyspark.sql import functions as F
 from distne import __version__
 from distne.baselines.per_subgraph import embed_subgraphs
 from distne.baselines.procrustes import fuse
-from distne.config import Config, RunMode, Transport, to_dict
+from distne.config import Config, RunMode, Transport, load_config, to_dict
 from distne.embedders import make_program
 from distne.engine.exchange import (
     dynamic_allocation,
@@ -39,8 +41,9 @@ from distne.engine.exchange import (
 )
 from distne.engine.local import embed_groups, local_bytes
 from distne.engine.program import Program
+from distne.errors import InputError
 from distne.graph import Graph
-from distne.ingest import build_graph, read_edges
+from distne.ingest import RawEdges, build_graph, edges_from_frame, read_edges
 from distne.partition import Partitioning, partition
 from distne.session import fit_shuffle_partitions
 from distne.sparkutil import Progress, cut_lineage, posix_path, remove_checkpoint_dir
@@ -132,6 +135,7 @@ class RunSummary:
     table_path: str = ""
     delta_version: int = -1
     resumed: str = ""  # the stage a rerun resumed from ("" for a run from the start)
+    components: dict[str, int] = field(default_factory=dict)  # runtime.components
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +146,8 @@ class RunSummary:
             f"edges            {self.edges:,}",
             f"mode             {self.mode} ({self.plan})",
         ]
+        if self.components:
+            lines.append(f"components       {_say_components(self.components, self.nodes)}")
         if self.dropped_loop_only:
             lines.insert(2, f"dropped          {self.dropped_loop_only:,} ids ({LOOP_ONLY})")
         if self.partition:
@@ -175,6 +181,11 @@ class RunSummary:
         return "\n".join(lines)
 
 
+def _say_components(c: dict[str, int], nodes: int) -> str:
+    share = c["largest"] / max(1, nodes)
+    return f"{c['components']:,} connected, the largest {c['largest']:,} nodes ({share:.1%})"
+
+
 def embeddings_table(graph: Graph, fused: DataFrame) -> DataFrame:
     """Join fused vectors back to the user's ids: ``node_id, subgraph_id, embedding``."""
     return fused.join(graph.nodes, "id").select(
@@ -206,17 +217,74 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
             f"killed before it committed: the write will replace them"
         )
     t0 = time.perf_counter()
-    program = make_program(config.embedding, config.seed)
     stages = open_run_folder(spark, config) if config.runtime.resume else None
-    kept = stages.finished() if stages is not None else []
+    graph, fused = _embed(
+        spark,
+        config,
+        lambda: read_edges(spark, config.input),
+        config.input.path or config.input.table or "",
+        progress,
+        summary,
+        stages,
+    )
 
+    assert config.output.path is not None
+    summary.table_path = config.output.path
+    metadata = {
+        "version": __version__,
+        "seed": config.seed,
+        "config": to_dict(config),
+        "nodes": summary.nodes,
+        "edges": summary.edges,
+        "mode": summary.mode,
+        "plan": summary.plan,
+        "partition": summary.partition,
+        "seconds": dict(summary.seconds),
+        "resumed": summary.resumed,
+        "components": summary.components,
+    }
+    with progress.stage("write", config.output.path) as t:
+        summary.delta_version = write_embeddings(
+            spark, embeddings_table(graph, fused), config.output.path, config.output.mode, metadata
+        )
+    summary.seconds["write"] = t["seconds"]
+    if config.runtime.checkpoint_dir:
+        # The table is committed: nothing reads this run's reliable checkpoints any more.
+        remove_checkpoint_dir(spark)
+    if stages is not None:
+        if config.runtime.keep_stages:
+            progress.log(f"resume: the stages are kept in {stages.path} (runtime.keep_stages)")
+        else:
+            stages.remove()
+    summary.seconds["total"] = time.perf_counter() - t0
+    return summary
+
+
+def _embed(
+    spark: SparkSession,
+    config: Config,
+    read: Callable[[], RawEdges],
+    source: str,
+    progress: Progress,
+    summary: RunSummary,
+    stages: RunFolder | None = None,
+) -> tuple[Graph, DataFrame]:
+    """Ingest (``read`` gives the validated edges), plan, partition and embed: the graph and
+    its vectors ``id, part, vec``, filling ``summary``. With ``stages``, finished stages are
+    taken from the run folder and new ones kept there."""
+    program = make_program(config.embedding, config.seed)
+    if config.runtime.components:
+        from distne.components import check_available
+
+        check_available(spark)
+    kept = stages.finished() if stages is not None else []
     if "graph" in kept:
         assert stages is not None
         graph, summary.nodes, summary.edges = stages.load_graph()
         _fit_shuffles(spark, summary.edges, config, progress)
     else:
-        with progress.stage("ingest", config.input.path or "") as t:
-            raw = read_edges(spark, config.input)
+        with progress.stage("ingest", source) as t:
+            raw = read()
             _fit_shuffles(spark, raw.pairs, config, progress)
             graph = build_graph(raw.frame, config.input, raw.id_type, raw.loops, config.runtime)
             if stages is not None:
@@ -254,6 +322,13 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         assert stages is not None
         _say_resumed(stages, kept, plan, program, progress, summary)
     progress.log(f"ingest: {summary.nodes:,} nodes, {summary.edges:,} edges")
+    if config.runtime.components:
+        from distne.components import components
+
+        with progress.stage("components", "GraphFrames connected components") as t:
+            summary.components = components(spark, graph, config.runtime)
+        summary.seconds["components"] = t["seconds"]
+        progress.log(f"components: {_say_components(summary.components, summary.nodes)}")
     summary.dropped_loop_only = graph.loop_only
     if graph.loop_only:
         progress.log(f"ingest: {graph.loop_only:,} ids dropped: {LOOP_ONLY}")
@@ -300,35 +375,54 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         else:
             fused = _embed_baseline(spark, parts, config, progress, summary)
 
-    assert config.output.path is not None
-    summary.table_path = config.output.path
-    metadata = {
-        "version": __version__,
-        "seed": config.seed,
-        "config": to_dict(config),
-        "nodes": summary.nodes,
-        "edges": summary.edges,
-        "mode": summary.mode,
-        "plan": summary.plan,
-        "partition": summary.partition,
-        "seconds": dict(summary.seconds),
-        "resumed": summary.resumed,
-    }
-    with progress.stage("write", config.output.path) as t:
-        summary.delta_version = write_embeddings(
-            spark, embeddings_table(graph, fused), config.output.path, config.output.mode, metadata
+    return graph, fused
+
+
+def embed_graph(
+    spark: SparkSession, graph: Any, config: Config | None = None, **settings: Any
+) -> DataFrame:
+    """Embed a GraphFrame, or a DataFrame of edges, without writing a table.
+
+    Returns a DataFrame ``id, subgraph_id, embedding`` (``embedding``: ``array<float>``),
+    one row per node with an edge; vertices without one get no row (no edge to be embedded
+    by). The edges are read from ``src`` and ``dst`` (a GraphFrame's own columns), weighted by
+    the column ``input__weight_col`` names; other columns, such as a GraphFrame's edge
+    attributes, are ignored unless ``input__extra_columns="error"``. Ingest, plan, partition
+    and embed run as in :func:`run`, with the same validation and the same vectors.
+
+    Args:
+        spark: the session the DataFrames belong to.
+        graph: a ``graphframes.GraphFrame`` (its ``edges`` are used) or an edges DataFrame.
+        config: the base config (e.g. from ``distne.config.load_config``); its defaults when
+            None.
+        settings: config keys with ``__`` for each dot, e.g. ``embedding__dim=64, seed=7``.
+
+    Example:
+        >>> from graphframes import GraphFrame
+        >>> import distne
+        >>> g = GraphFrame(vertices, edges)  # doctest: +SKIP
+        >>> vectors = distne.embed_graph(spark, g, embedding__dim=64)  # doctest: +SKIP
+        >>> vectors.columns  # doctest: +SKIP
+        ['id', 'subgraph_id', 'embedding']
+    """
+    edges = getattr(graph, "edges", graph)
+    if not isinstance(edges, DataFrame):
+        raise InputError(
+            f"embed_graph: expected a GraphFrame or a DataFrame of edges; found "
+            f"{type(graph).__name__}"
         )
-    summary.seconds["write"] = t["seconds"]
-    if config.runtime.checkpoint_dir:
-        # The table is committed: nothing reads this run's reliable checkpoints any more.
-        remove_checkpoint_dir(spark)
-    if stages is not None:
-        if config.runtime.keep_stages:
-            progress.log(f"resume: the stages are kept in {stages.path} (runtime.keep_stages)")
-        else:
-            stages.remove()
-    summary.seconds["total"] = time.perf_counter() - t0
-    return summary
+    values = {key.replace("__", "."): value for key, value in settings.items()}
+    values.setdefault("input.extra_columns", "ignore")
+    # No table, so no run folder to keep stages in.
+    values["runtime.resume"] = False
+    cfg = (config or load_config(None)).with_settings(values)
+    progress = Progress(spark, cfg.runtime.progress)
+    summary = RunSummary(dim=cfg.embedding.dim)
+    name = "graph.edges" if edges is not graph else "edges DataFrame"
+    nodes, fused = _embed(
+        spark, cfg, lambda: edges_from_frame(edges, cfg.input, name), name, progress, summary
+    )
+    return embeddings_table(nodes, fused).withColumnRenamed("node_id", "id")
 
 
 def _say_resumed(

@@ -13,29 +13,37 @@ from pyspark.sql import SparkSession
 
 from distne.config import Config, SparkConfig
 
-# The Delta connector's JVM artifact, matching pyspark 4.1 and the pinned delta-spark.
-DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
+# The Delta connector's JVM artifact for the installed pyspark's line: Delta 4.4.0 is built
+# for Spark 4.0, 4.1 and 4.2 (io.delta:delta-spark_4.1_2.13:4.4.0 for 4.1, the tested line;
+# 4.4.1's artifacts are not served by Maven Central here).
+DELTA_VERSION = "4.4.0"
+DELTA_PACKAGE = "io.delta:delta-spark_{}_2.13:{}".format(
+    ".".join(pyspark.__version__.split(".")[:2]), DELTA_VERSION
+)
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 
+# GraphFrames' JVM package, the version graphframes-py is pinned to (spark.graphframes).
+GRAPHFRAMES_PACKAGE = "io.graphframes:graphframes-spark4_2.13:0.11.0"
+
 SIMPLIFIED_TRACEBACK = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
 SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 
 
-def _classpath_file() -> Path:
-    """Where a local session remembers the jars Ivy resolved for the Delta package."""
+def _classpath_file(packages: str = DELTA_PACKAGE) -> Path:
+    """Where a local session remembers the jars Ivy resolved for ``packages``."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    key = hashlib.sha256(f"{DELTA_PACKAGE} {pyspark.__version__}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{packages} {pyspark.__version__}".encode()).hexdigest()[:16]
     return base / "distne" / f"delta-classpath-{key}.txt"
 
 
-def _cached_classpath() -> str | None:
-    """The Delta package's jars as resolved by an earlier local session, if all still exist."""
+def _cached_classpath(packages: str = DELTA_PACKAGE) -> str | None:
+    """The jars of ``packages`` as resolved by an earlier local session, if all still exist."""
     try:
-        jars = _classpath_file().read_text().split()
+        jars = _classpath_file(packages).read_text().split()
     except OSError:
         return None
     if not jars or not all(Path(j.removeprefix("file://")).is_file() for j in jars):
@@ -43,12 +51,12 @@ def _cached_classpath() -> str | None:
     return ",".join(jars)
 
 
-def _remember_classpath(spark: SparkSession) -> None:
+def _remember_classpath(spark: SparkSession, packages: str) -> None:
     """Keep the jars Ivy just resolved, so the next local session starts without resolving."""
     jars = spark.sparkContext.getConf().get("spark.jars", "")
     if not jars:
         return
-    path = _classpath_file()
+    path = _classpath_file(packages)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -62,6 +70,12 @@ def _local(master: str | None) -> bool:
     return bool(master and master.startswith("local"))
 
 
+def jvm_packages(sc: SparkConfig) -> str:
+    """The Maven coordinates a session asks for (comma-separated; "" for none)."""
+    wanted = [DELTA_PACKAGE] if sc.delta_jars else []
+    return ",".join(wanted + ([GRAPHFRAMES_PACKAGE] if sc.graphframes else []))
+
+
 def session_settings(config: Config, master: str | None) -> tuple[dict[str, str], bool]:
     """The settings a session is built with, and whether to remember the jars Ivy resolves."""
     sc = config.spark
@@ -71,14 +85,16 @@ def session_settings(config: Config, master: str | None) -> tuple[dict[str, str]
     # and prints ~90 lines on every start; its jars are reused from the cache it left. Not
     # on clusters (the files are the driver's) nor when the settings name jars themselves.
     remember = False
+    packages = jvm_packages(sc)
     if sc.delta_jars:
         settings.update(DELTA_CONF)
+    if packages:
         own_jars = {"spark.jars", "spark.jars.packages"} & set(sc.conf)
-        cached = _cached_classpath() if local and not own_jars else None
+        cached = _cached_classpath(packages) if local and not own_jars else None
         if cached:
             settings["spark.jars"] = cached
         else:
-            settings["spark.jars.packages"] = DELTA_PACKAGE
+            settings["spark.jars.packages"] = packages
             remember = local and not own_jars
     if sc.shuffle_partitions:
         settings[SHUFFLE_PARTITIONS] = str(sc.shuffle_partitions)
@@ -135,7 +151,7 @@ def build_session(config: Config, default_master: str | None) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if remember:
-        _remember_classpath(spark)
+        _remember_classpath(spark, settings["spark.jars.packages"])
     if config.runtime.checkpoint_dir:
         spark.sparkContext.setCheckpointDir(config.runtime.checkpoint_dir)
     return spark

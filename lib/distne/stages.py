@@ -13,7 +13,8 @@ A run keeps, in its *run folder*:
 A stage's ``.json`` is written after its data, so a stage with a ``.json`` is whole. The run
 folder is ``<output>.distne-stages/<fingerprint>`` (or, with ``runtime.checkpoint_dir``,
 ``<checkpoint_dir>/distne-stages/<hash of the output path>/<fingerprint>``): the
-fingerprint hashes the input files (names, sizes, modification times), the config (but for
+fingerprint hashes the input files (names, sizes, modification times; a catalog table's
+file names), the config (but for
 settings that change no result: Spark's settings and memory budgets, progress, output mode,
 the transport, the stage settings themselves) and the distne version. A rerun with another
 input or config has another fingerprint: it starts afresh and removes the stages of the
@@ -40,6 +41,7 @@ from distne import __version__
 from distne.config import Config, IdType, to_dict
 from distne.engine.snapshots import newest_complete, newest_shuffle_snapshot
 from distne.graph import Graph
+from distne.ingest import read_table
 from distne.partition import LevelMethod, LevelStats, Partitioning
 from distne.sparkutil import hadoop_path, posix_path, read_bytes, write_bytes
 
@@ -54,6 +56,7 @@ _NEUTRAL = {
         "progress",
         "resume",
         "keep_stages",
+        "components",
         "snapshot_every",
         "checkpoint_dir",
         "lineage",
@@ -102,7 +105,13 @@ def fingerprint(spark: SparkSession, config: Config) -> str:
     record = {
         "version": __version__,
         "config": settings,
-        "input": _input_files(spark, config.input.path or ""),
+        # A catalog table by its files' names: Spark and Delta name every file a write makes
+        # anew, so the names change with the data.
+        "input": (
+            sorted(read_table(spark, config.input.table).inputFiles())
+            if config.input.table
+            else _input_files(spark, config.input.path or "")
+        ),
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
