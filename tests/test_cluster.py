@@ -1,8 +1,9 @@
 """The barrier exchange across executors of a real cluster, not only the Python workers of one.
 
 A loopback standalone cluster (a master and two one-core workers, started from the pyspark
-distribution) runs the CLI with the exchange over 5+ leaves: the barrier stage's two tasks
-land in two executor JVMs and talk over TCP. The table must equal local mode's, bit for bit.
+distribution) runs distne, through ``deploy/spark-submit.sh`` or the CLI, with the exchange
+over 5+ leaves: the barrier stage's two tasks land in two executor JVMs and talk over TCP.
+The table must equal local mode's, bit for bit.
 """
 
 import contextlib
@@ -143,12 +144,51 @@ def _vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return t["node_id"].to_numpy(), np.stack(t["embedding"].to_numpy())
 
 
-def test_barrier_exchange_on_two_executors_equals_local_mode(cluster, tmp_path):
-    remote = _embed(tmp_path / "cluster", cluster)
+def test_spark_submit_client_mode_on_two_executors_equals_local_mode(cluster, tmp_path):
+    """``deploy/spark-submit.sh`` as a user runs it against a standalone master (client mode,
+    the default there; conf/cluster.yaml, reliable checkpoints): the barrier exchange's two
+    tasks land in two executor JVMs and talk over TCP. The table equals a local run's with the
+    same config, bit for bit; stdout is the summary alone, Spark's log is warnings only."""
+    sets = [
+        "run.mode=exchange",
+        "partition.max_nodes=1000",
+        "spark.shuffle_partitions=4",
+        f"runtime.checkpoint_dir={tmp_path / 'checkpoints'}",
+        "spark.conf.spark.executor.pyspark.memory=1g",
+    ]
+    args = ["--input", str(PPI), "--json"]
+    for s in sets:
+        args += ["--set", s]
+    env = {
+        **ENV,
+        "MASTER": cluster,
+        "SPARK_SUBMIT": str(Path(sys.executable).parent / "spark-submit"),
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    script = str(ROOT / "deploy" / "spark-submit.sh")
+    remote = subprocess.run(
+        ["bash", script, *args, "--output", str(tmp_path / "cluster")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,  # the script finds its config by its own location, not the caller's
+        env=env,
+    )
     assert remote.returncode == 0, remote.stderr[-3000:]
-    local = _embed(tmp_path / "local", "local[2]")
-    assert local.returncode == 0, local.stderr[-3000:]
     summary = json.loads(remote.stdout)
+    assert "[distne] ingest: done" in remote.stderr
+    assert " INFO " not in remote.stderr, remote.stderr[-3000:]
+    local = subprocess.run(
+        [sys.executable, "-m", "distne.cli", "run", "--config", str(ROOT / "conf" / "cluster.yaml")]
+        + [*args, "--output", str(tmp_path / "local"), "--set", "spark.master=local[2]"]
+        + ["--set", "spark.delta_jars=true"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=ENV,
+    )
+    assert local.returncode == 0, local.stderr[-3000:]
     assert summary["leaf_subgraphs"] >= 4 and "barrier transport" in summary["plan"]
     ids_r, vec_r = _vectors(tmp_path / "cluster")
     ids_l, vec_l = _vectors(tmp_path / "local")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import time
@@ -162,8 +164,63 @@ def cut_rdd_lineage(rdd: RDD, runtime: RuntimeConfig) -> RDD:
     return rdd
 
 
+LOG = logging.getLogger("distne")
+
+
+class _JvmStderr:
+    """The driver JVM's ``System.err`` as a text stream."""
+
+    def __init__(self, err: Any):
+        self._err = err
+
+    def write(self, text: str) -> None:
+        self._err.print(text)
+
+    def flush(self) -> None:
+        self._err.flush()
+
+
+def driver_stderr() -> Any:
+    """Where the driver's messages for stderr go: ``sys.stderr``, except under spark-submit
+    with a session running, where Spark's PythonRunner merges the Python process's stderr
+    into its stdout: there, the JVM's own stderr (so stdout carries the summary alone)."""
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):  # the JVM started this Python (spark-submit)
+        from pyspark import SparkContext
+
+        sc = SparkContext._active_spark_context
+        if sc is not None and sc._jvm is not None:
+            return _JvmStderr(sc._jvm.System.err)
+    return sys.stderr
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever :func:`driver_stderr` is when a line is written (a
+    notebook's cell output, a test's capture, the JVM's stderr under spark-submit), not the
+    stream of the moment it was made."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return driver_stderr()
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def progress_logger() -> logging.Logger:
+    """The ``distne`` logger; unless the application configured it (a handler or a level of
+    its own), it prints INFO and above to stderr as ``[distne] message``."""
+    if not LOG.handlers and LOG.level == logging.NOTSET:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("[distne] %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+        LOG.propagate = False
+    return LOG
+
+
 class Progress:
-    """Prints ``[distne] stage: detail (elapsed)`` lines to stderr while a stage runs.
+    """Logs ``stage: detail (elapsed)`` lines (logger ``distne``, INFO) while a stage runs.
 
     A background thread polls Spark's status tracker for the running stages' task counts, so a
     long Spark job shows movement without anything being collected.
@@ -173,10 +230,14 @@ class Progress:
         self._spark = spark
         self.enabled = enabled
         self.interval = interval
+        self._log = progress_logger()
+        # What the running stage is at (e.g. "level 0: refinement round 2/8"), set by the
+        # stage's code and shown in the periodic lines.
+        self.note = ""
 
     def log(self, msg: str) -> None:
         if self.enabled:
-            print(f"[distne] {msg}", file=sys.stderr, flush=True)
+            self._log.info(msg)
 
     @contextmanager
     def stage(
@@ -197,9 +258,11 @@ class Progress:
                 target=self._watch, args=(name, start, stop, counter), daemon=True
             )
             watcher.start()
+        self.note = ""
         try:
             yield out
         finally:
+            self.note = ""
             stop.set()
             if watcher is not None:
                 watcher.join(timeout=1)
@@ -219,4 +282,5 @@ class Progress:
                     total += info.numTasks
             tasks = f", tasks {done}/{total}" if total else ""
             extra = f", {counter()}" if counter is not None else ""
+            extra += f", {self.note}" if self.note else ""
             self.log(f"{name}: running{extra}{tasks}, {time.perf_counter() - start:.0f}s elapsed")
