@@ -151,7 +151,7 @@ def partition_level(
     labels: DataFrame | None = None
     how = LevelMethod(pc.method.value)
     if pc.method is PartitionMethod.MULTILEVEL:
-        coarse = coarse_partition(spark, nodes, edges, n, m, k, config, level)
+        coarse = coarse_partition(spark, nodes, edges, n, m, k, config, level, progress)
         how = LevelMethod(
             pc.method.value,
             coarse.steps,

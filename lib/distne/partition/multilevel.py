@@ -45,7 +45,7 @@ from pyspark.sql import functions as F
 from distne.config import Config
 from distne.graph import symmetric
 from distne.partition.parts import broadcastable
-from distne.sparkutil import cut_lineage, label_ends, node_side, uniform
+from distne.sparkutil import Progress, cut_lineage, label_ends, node_side, uniform
 
 # A cluster holds at most this share of a part's target size, so a part is made of at least
 # this many coarse nodes and METIS can still balance parts.
@@ -305,6 +305,7 @@ def coarse_partition(
     k: int,
     config: Config,
     level: int,
+    progress: Progress | None = None,
 ) -> CoarseResult:
     """Coarsen ``nodes``/``edges`` (``n`` nodes, ``m`` edges, counted by the caller) in Spark,
     split the result into ``k`` parts.
@@ -344,6 +345,11 @@ def coarse_partition(
         labels = weights.select("id", F.col("id").alias("c"))
         small = broadcastable(n_c, pc)
         for r in range(pc.cluster_rounds):
+            if progress is not None:
+                progress.note = (
+                    f"level {level}: coarsening step {step + 1} ({n_c:,} nodes), "
+                    f"clustering round {r + 1}/{pc.cluster_rounds}"
+                )
             labels = cut_lineage(
                 _cluster_round(labels, weights, sym, cap, (seed, level, step, r), small), rt
             )
@@ -368,6 +374,8 @@ def coarse_partition(
     if too_big():
         return CoarseResult(None, step, n_c, m_c, dropped)
     # The coarse graph is bounded by partition.coarse_nodes and coarse_edges (checked above).
+    if progress is not None:
+        progress.note = f"level {level}: METIS on the driver ({n_c:,} nodes, {m_c:,} edges)"
     ids, parts = _metis_on_driver(weights, cur_edges, k, pc.max_nodes, seed)
     # Arrow's allocator keeps freed buffers for reuse; the driver has no further use for them.
     pa.default_memory_pool().release_unused()

@@ -94,6 +94,8 @@ def refine(
     total = float(sym.agg(F.sum("weight")).first()[0] or 0.0) / 2 if pc.iterations else 0.0
     before = None
     for r in range(pc.iterations):
+        if progress is not None:
+            progress.note = f"level {level}: refinement round {r + 1}/{pc.iterations}"
         moves = cut_lineage(
             _label_propagation_round(
                 spark, labels, sym, pc.max_nodes, config.seed, level, r, broadcastable(n, pc)
