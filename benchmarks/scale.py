@@ -267,7 +267,9 @@ def run_distne(tsv: Path, work: Path, overrides: list[str]) -> dict:
     start = time.time()
     r = measure(cmd, tsv.parent / "distne.log")
     if r["rc"] != 0:
-        return {"rc": r["rc"], "seconds": r["seconds"], "log": str(tsv.parent / "distne.log")}
+        # A failed run's time and memory until it stopped, and its log.
+        stopped = {"seconds": r["seconds"], "peak_gb": _peak(r["samples"])}
+        return {"rc": r["rc"], **stopped, "log": str(tsv.parent / "distne.log")}
     summary = json.loads(r["stdout"])
     shuffle = _shuffle_by_time(events)
     stages = {}

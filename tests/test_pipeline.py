@@ -135,7 +135,7 @@ def test_evaluate_reports_on_the_table(spark, ppi_run, ppi_split):
 
 def test_rerun_same_seed_same_vectors_new_version(spark, ppi_run):
     """Also with another number of shuffle partitions: the rerun aims at 2,000 edges per
-    partition, so the ~34,000 training edges raise the suite's 4 partitions to 17."""
+    partition, so the ~34,000 training edges raise the session's partitions to 18."""
     cfg, first = ppi_run
     before = dict(zip(*_read_rs(cfg.output.path)[::2], strict=True))
     key = "spark.sql.shuffle.partitions"
@@ -150,7 +150,8 @@ def test_rerun_same_seed_same_vectors_new_version(spark, ppi_run):
         raised = spark.conf.get(key)
     finally:
         spark.conf.set(key, had)
-    assert (int(had), int(raised)) == (4, -(-first.edges // 2000))
+    # (Tests before this one may have left the shared session at another value.)
+    assert int(raised) == -(-first.edges // 2000) > int(had)
     assert again.delta_version == 1
     after = dict(zip(*_read_rs(cfg.output.path)[::2], strict=True))
     assert before.keys() == after.keys()
