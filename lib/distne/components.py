@@ -37,14 +37,10 @@ def components(spark: SparkSession, graph: Graph, runtime: RuntimeConfig) -> dic
     its documentation recommends); its iterations are cut by local checkpoints unless
     ``runtime.lineage=checkpoint``. Only one aggregate row reaches the driver.
     """
-    try:
-        from graphframes import GraphFrame
+    check_available(spark)
+    from graphframes import GraphFrame
 
-        g = GraphFrame(graph.nodes.select("id"), graph.edges.select("src", "dst"))
-    except ImportError:
-        raise ConfigError(f"{NEEDS}; found no graphframes-py.") from None
-    except TypeError as e:  # py4j: the JVM class is missing ('JavaPackage' is not callable)
-        raise ConfigError(f"{NEEDS}; found no GraphFrames jar ({e}).") from None
+    g = GraphFrame(graph.nodes.select("id"), graph.edges.select("src", "dst"))
     cc = g.connectedComponents(
         broadcastThreshold=-1,
         use_local_checkpoints=runtime.lineage is LineageCut.LOCAL_CHECKPOINT,
