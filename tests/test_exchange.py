@@ -157,12 +157,16 @@ def test_rdd_and_sql_functions_share_one_pool_of_python_workers(spark):
     assert rdd == sql and len(rdd) == 1
 
 
-@pytest.mark.parametrize("transport", [Transport.BARRIER, Transport.SHUFFLE])
+@pytest.mark.parametrize(
+    "transport, spill",
+    [(Transport.BARRIER, False), (Transport.BARRIER, True), (Transport.SHUFFLE, False)],
+)
 def test_a_rerun_resumes_from_the_newest_snapshot_with_the_same_vectors(
-    spark, case, tmp_path, monkeypatch, transport
+    spark, case, tmp_path, monkeypatch, transport, spill
 ):
     """The exchange saves its state every 4 products; run again over the same folder, it
-    replays the program's calls up to the newest snapshot, loads it and does only the rest."""
+    replays the program's calls up to the newest snapshot, loads it and does only the rest.
+    With leaves on disk, the snapshot links the store's files instead of copying them."""
     from distne.engine import exchange as exchange_module
     from distne.engine.snapshots import newest_complete, newest_shuffle_snapshot
 
@@ -183,6 +187,7 @@ def test_a_rerun_resumes_from_the_newest_snapshot_with_the_same_vectors(
             cfg,
             partitions=2,
             transport=transport,
+            spill=spill,
             snapshots=str(folder),
         )
         return _sorted(out)[1]
@@ -213,3 +218,27 @@ def test_a_rerun_resumes_from_the_newest_snapshot_with_the_same_vectors(
         for f in folder.glob(f"products-{kept}/leaf-*.npy"):
             np.save(f, np.load(f)[::-1])
         assert not np.allclose(embed(), first, atol=1e-3)
+
+
+def test_a_snapshot_of_leaves_on_disk_links_the_state_and_keeps_it_when_the_state_moves_on(
+    tmp_path,
+):
+    from distne.engine.program import LeafBlock
+    from distne.engine.store import DiskStore
+
+    (tmp_path / "store").mkdir()
+    store = DiskStore(str(tmp_path / "store"))
+    empty = np.zeros(0, np.int64)
+    own = np.arange(5, dtype=np.int64)
+    store.add(3, LeafBlock(own, empty, empty, np.ones(5)))
+    before = np.arange(15, dtype=np.float32).reshape(5, 3)
+    store.set_state(3, before)
+    saved = tmp_path / "leaf-3.npy"
+    saved.write_bytes(b"left by an interrupted snapshot")
+    store.save_state(3, str(saved))
+    assert saved.stat().st_ino == (tmp_path / "store" / "3.npy").stat().st_ino  # no copy
+    store.set_state(3, before + 1)
+    np.testing.assert_array_equal(np.load(saved), before)
+    np.testing.assert_array_equal(store.state(3), before + 1)
+    store.close()
+    np.testing.assert_array_equal(np.load(saved), before)

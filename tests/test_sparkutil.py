@@ -25,3 +25,32 @@ def test_a_cut_computes_its_plan_once_and_keeps_every_row(spark, lineage):
     cut = cut_lineage(df, runtime)
     assert sorted(r["id"] for r in cut.collect()) == list(range(100))
     assert seen.value == 100
+
+
+def test_releasing_unpersists_what_its_block_persisted_and_nothing_else(spark):
+    from distne.sparkutil import releasing
+
+    runtime = make_config().runtime
+    jsc = spark.sparkContext._jsc
+
+    def stored() -> set[int]:
+        """Ids of the RDDs with blocks in the executors' storage."""
+        return {int(i.id()) for i in jsc.sc().getRDDStorageInfo() if i.numCachedPartitions()}
+
+    outside = cut_lineage(spark.range(1000, numPartitions=2), runtime)
+    kept = set(jsc.getPersistentRDDs().keys())
+    with releasing(spark):
+        inside = cut_lineage(spark.range(2000, numPartitions=2), runtime)
+        made = set(jsc.getPersistentRDDs().keys()) - kept
+        assert made and made <= stored()
+    assert not made & set(jsc.getPersistentRDDs().keys())
+    assert not made & stored()  # the blocks are gone from the executors' disks
+    assert kept <= set(jsc.getPersistentRDDs().keys()) and outside.count() == 1000
+    del inside
+
+    with releasing(spark, release=False):
+        off = cut_lineage(spark.range(10, numPartitions=2), runtime)
+    with pytest.raises(ValueError), releasing(spark):
+        failed = cut_lineage(spark.range(20, numPartitions=2), runtime)
+        raise ValueError("a stage that fails keeps what it made")
+    assert off.count() == 10 and failed.count() == 20

@@ -46,7 +46,13 @@ from distne.graph import Graph
 from distne.ingest import RawEdges, build_graph, edges_from_frame, read_edges
 from distne.partition import Partitioning, partition
 from distne.session import fit_shuffle_partitions
-from distne.sparkutil import Progress, cut_lineage, posix_path, remove_checkpoint_dir
+from distne.sparkutil import (
+    Progress,
+    cut_lineage,
+    posix_path,
+    releasing,
+    remove_checkpoint_dir,
+)
 from distne.stages import RunFolder, open_run_folder
 from distne.write import OutputState, check_output, write_embeddings
 
@@ -283,7 +289,7 @@ def _embed(
         graph, summary.nodes, summary.edges = stages.load_graph()
         _fit_shuffles(spark, summary.edges, config, progress)
     else:
-        with progress.stage("ingest", source) as t:
+        with progress.stage("ingest", source) as t, releasing(spark, stages is not None):
             raw = read()
             _fit_shuffles(spark, raw.pairs, config, progress)
             graph = build_graph(raw.frame, config.input, raw.id_type, raw.loops, config.runtime)
@@ -357,11 +363,13 @@ def _embed(
             if stages is not None and plan.mode is RunMode.EXCHANGE:
                 # A partition kept for other bounds, or what a damaged record left: made anew.
                 stages.drop_partition()
-            with progress.stage("partition", bounds) as t:
+            keep = stages is not None and plan.mode is RunMode.EXCHANGE
+            with progress.stage("partition", bounds) as t, releasing(spark, keep):
                 parts = partition(
                     spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels
                 )
-                if stages is not None and plan.mode is RunMode.EXCHANGE:
+                if keep:
+                    assert stages is not None
                     parts = stages.save_partition(parts)
             summary.seconds["partition"] = t["seconds"]
         summary.leaf_subgraphs = parts.leaf_count

@@ -92,8 +92,30 @@ def cut_lineage(df: DataFrame, runtime: RuntimeConfig) -> DataFrame:
     else:
         cut = df.localCheckpoint(eager=True, storageLevel=StorageLevel.DISK_ONLY)
     jspark = cut.sparkSession._jsparkSession
-    fresh = jspark.createDataFrame(cut._jdf.rdd(), cut._jdf.schema())
+    rows = cut._jdf.toDF()  # a Dataset of rows (``spark.range`` gives a Dataset of longs)
+    fresh = jspark.createDataFrame(rows.rdd(), rows.schema())
     return DataFrame(fresh, cut.sparkSession)
+
+
+@contextmanager
+def releasing(spark: SparkSession, release: bool = True) -> Iterator[None]:
+    """Unpersist, when the block ends, every RDD persisted inside it (with ``release``).
+
+    For a stage whose result is written out and read back (the run folder's graph and
+    partition): its local checkpoints then hold executor disk that nothing will read again.
+    Spark would drop them only once the JVM garbage-collects their RDDs, and the Python
+    handles that PySpark keeps in the JVM's gateway outlive the stage (seen: a persisted
+    RDD still held after ``del``, ``gc.collect()`` and a JVM ``System.gc()``). At 100M edges
+    the partition stage's checkpoints stayed on disk through the exchange that followed.
+    A block that raises keeps them (a retry may still read them).
+    """
+    jsc = spark.sparkContext._jsc
+    before = set(jsc.getPersistentRDDs().keys()) if release else set()
+    yield
+    if release:
+        for rdd_id, rdd in jsc.getPersistentRDDs().items():
+            if rdd_id not in before:
+                rdd.unpersist(False)
 
 
 def remove_checkpoint_dir(spark: SparkSession) -> None:

@@ -27,6 +27,7 @@ import pickle
 import re
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -145,7 +146,7 @@ class TaskFiles:
     """A barrier task's snapshots: its leaves' states and the log, as files under ``root``.
 
     Args:
-        store: where the task's leaves' states are (``parts``, ``states``, ``set_state``).
+        store: where the task's leaves' states are (``parts``, ``set_state``, ``save_state``).
         agree: given this task's whole snapshots, the newest one every task has (over the
             mesh: the same answer on every task).
         barrier: returns once every task has called it.
@@ -188,8 +189,9 @@ class TaskFiles:
     def save(self, done: int, record: dict) -> None:
         step = _step_dir(self.root, done)
         os.makedirs(step, exist_ok=True)
-        for part, x in self.store.states():
-            _atomic_save(os.path.join(step, f"leaf-{part}.npy"), lambda p, x=x: _save_npy(p, x))
+        for part in self.store.parts():
+            path = os.path.join(step, f"leaf-{part}.npy")
+            _atomic_save(path, partial(self.store.save_state, part))
         record = {**record, "tasks": self.tasks}
         _atomic_save(os.path.join(step, f"task-{self.rank}.log"), lambda p: _dump(p, record))
         # Every task has its part of this snapshot: the older ones are no longer needed.
@@ -249,11 +251,6 @@ def newest_shuffle_snapshot(spark: Any, root: str) -> int:
         if m and fs.exists(hadoop_path(spark, f"{root}/{m.group(0)}/log")[1]):
             best = max(best, int(m.group(1)))
     return best
-
-
-def _save_npy(path: str, x: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, x)
 
 
 def _dump(path: str, record: dict) -> None:
