@@ -126,6 +126,20 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     nb.add_argument("--node", action="append", default=[], help="a node id (repeatable)")
     nb.add_argument("--nodes", help="a text file of node ids, one per line")
     nb.add_argument("-k", type=int, default=10, help="neighbours per node (default 10)")
+    nb.add_argument(
+        "--method",
+        choices=["auto", "exact", "approximate"],
+        default="auto",
+        help="exact (one pass over the table for all asked nodes), approximate (a k-means "
+        "index: only the rows of each node's --probes nearest cells), or auto: exact up to "
+        "1M rows (default)",
+    )
+    nb.add_argument(
+        "--probes",
+        type=int,
+        default=8,
+        help="approximate: cells searched per node (more: better recall, slower; default 8)",
+    )
     _add_config_args(nb)
 
     rp = sub.add_parser("report", help="one self-contained HTML page about a run's table")
@@ -190,6 +204,10 @@ def precheck(args: argparse.Namespace) -> None:
         _query_ids(args)
         if args.k < 1:
             raise ConfigError(f"neighbors -k: expected a positive number; found {args.k}.")
+        if args.probes < 1:
+            raise ConfigError(
+                f"neighbors --probes: expected a positive number; found {args.probes}."
+            )
     if args.command == "split":
         if not 0 < args.fraction < 1:
             raise ConfigError(
@@ -319,8 +337,17 @@ def _cmd_neighbors(args: argparse.Namespace, default_master: str | None) -> int:
     from distne.neighbors import nearest
 
     ids = _query_ids(args)
-    spark = _session(_config(args, default_master is not None), default_master)
-    found = nearest(spark, args.embeddings, ids, args.k)
+    config = _config(args, default_master is not None)
+    spark = _session(config, default_master)
+    found = nearest(
+        spark,
+        args.embeddings,
+        ids,
+        args.k,
+        method=args.method,
+        seed=config.seed,
+        probes=args.probes,
+    )
     print(json.dumps([{"node_id": key, "neighbors": found[key]} for key in found], indent=2))
     return 0
 
