@@ -54,3 +54,18 @@ def test_releasing_unpersists_what_its_block_persisted_and_nothing_else(spark):
         failed = cut_lineage(spark.range(20, numPartitions=2), runtime)
         raise ValueError("a stage that fails keeps what it made")
     assert off.count() == 10 and failed.count() == 20
+
+
+def test_time_left_is_measured_from_the_count_moving_not_from_the_stage_start():
+    from distne.sparkutil import Remaining, say_duration
+
+    left = Remaining()
+    # 850 s of setup before the first product, then one product every 80 s (a resumed run
+    # starts at product 8): the setup must not count as product time.
+    assert left.update(10.0, 8, 31) is None
+    assert left.update(850.0, 8, 31) is None
+    assert left.update(860.0, 9, 31) is None  # moved once: no rate yet
+    assert left.update(940.0, 10, 31) == pytest.approx(21 * 80)
+    assert left.update(1100.0, 12, 31) == pytest.approx(19 * 80)
+    assert left.update(2620.0, 31, 31) is None  # done
+    assert [say_duration(s) for s in (40, 21 * 80, 6 * 3600)] == ["40 s", "28 min", "6.0 h"]

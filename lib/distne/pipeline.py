@@ -499,9 +499,8 @@ def _embed_exchange(
         )
     backend: list[Any] = []
 
-    def counter() -> str:
-        done = backend[0].products_done if backend else 0
-        return f"product {done}/{program.products()}"
+    def counter() -> tuple[str, int, int]:
+        return "product", backend[0].products_done if backend else 0, program.products()
 
     detail = f"over {parts.leaf_count} leaves, exchanging borders"
     with progress.stage("embed", detail, counter=counter) as t:
@@ -534,7 +533,7 @@ def _embed_baseline(
     with progress.stage(
         "embed",
         f"{total} subgraphs over {len(parts.levels)} levels",
-        counter=lambda: f"subgraphs {done.value}/{total}",
+        counter=lambda: ("subgraphs", done.value, total),
     ) as t:
         vectors = cut_lineage(embed_subgraphs(parts, config, done), config.runtime)
     summary.seconds["embed"] = t["seconds"]

@@ -229,6 +229,10 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+# What a stage counts, how many are done, of how many: ("product", 12, 31).
+StageCounter = Callable[[], tuple[str, int, int]]
+
+
 def progress_logger() -> logging.Logger:
     """The ``distne`` logger; unless the application configured it (a handler or a level of
     its own), it prints INFO and above to stderr as ``[distne] message``."""
@@ -239,6 +243,38 @@ def progress_logger() -> logging.Logger:
         LOG.setLevel(logging.INFO)
         LOG.propagate = False
     return LOG
+
+
+class Remaining:
+    """An estimate of the time left from a count that moves (products done, subgraphs done).
+
+    The rate is measured from the first time the count was seen to move, not from the
+    stage's start: what comes before the first unit (the exchange's setup) says nothing of
+    how long the units take, and a resumed run starts its count part-way.
+    """
+
+    def __init__(self) -> None:
+        self._seen: int | None = None
+        self._since: tuple[float, int] | None = None
+
+    def update(self, now: float, done: int, total: int) -> float | None:
+        """Seconds left once the count has moved twice (None before, and when done)."""
+        if self._seen is not None and done != self._seen and self._since is None:
+            self._since = (now, done)
+        self._seen = done
+        if self._since is None or done >= total or done <= self._since[1]:
+            return None
+        rate = (done - self._since[1]) / max(now - self._since[0], 1e-9)
+        return (total - done) / rate
+
+
+def say_duration(seconds: float) -> str:
+    """``40 s``, ``12 min``, ``1.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class Progress:
@@ -263,12 +299,13 @@ class Progress:
 
     @contextmanager
     def stage(
-        self, name: str, detail: str = "", counter: Callable[[], str] | None = None
+        self, name: str, detail: str = "", counter: StageCounter | None = None
     ) -> Iterator[dict[str, float]]:
         """Time a stage; yields a dict that receives ``seconds`` when the stage ends.
 
-        ``counter``, if given, returns a progress phrase (e.g. "subgraphs 12/40") for the
-        periodic lines.
+        ``counter``, if given, returns what the stage counts, how many are done and of how
+        many (e.g. ``("product", 12, 31)``): the periodic lines show it with an estimate of
+        the time left (:class:`Remaining`).
         """
         out: dict[str, float] = {}
         start = time.perf_counter()
@@ -292,9 +329,10 @@ class Progress:
             self.log(f"{name}: done in {out['seconds']:.1f}s")
 
     def _watch(
-        self, name: str, start: float, stop: threading.Event, counter: Callable[[], str] | None
+        self, name: str, start: float, stop: threading.Event, counter: StageCounter | None
     ) -> None:
         tracker = self._spark.sparkContext.statusTracker()
+        remaining = Remaining()
         while not stop.wait(self.interval):
             done = total = 0
             for sid in tracker.getActiveStageIds():
@@ -303,6 +341,12 @@ class Progress:
                     done += info.numCompletedTasks
                     total += info.numTasks
             tasks = f", tasks {done}/{total}" if total else ""
-            extra = f", {counter()}" if counter is not None else ""
+            extra = ""
+            if counter is not None:
+                what, count, of = counter()
+                extra = f", {what} {count}/{of}"
+                left = remaining.update(time.perf_counter(), count, of)
+                if left is not None:
+                    extra += f" (~{say_duration(left)} left)"
             extra += f", {self.note}" if self.note else ""
             self.log(f"{name}: running{extra}{tasks}, {time.perf_counter() - start:.0f}s elapsed")
