@@ -246,6 +246,19 @@ CASES = [
         "expected a path that does not exist yet",
     ),
     Case(
+        "neighbors in a table that does not exist",
+        _text("1\n"),
+        ("neighbors", "--embeddings", "no_such_embeddings", "--node", "1"),
+        "embeddings 'no_such_embeddings': expected a Delta table written by distne",
+    ),
+    Case(
+        "run to a bad table name",
+        _text("1 2\n"),
+        ("run", "--input", "{d}/in", "--output-table", "a.b.c.d"),
+        "output.table must be a table name",
+        True,
+    ),
+    Case(
         "neighbors of an unknown node",
         "distne_table",
         ("neighbors", "--embeddings", "{d}/out", "--node", "77"),

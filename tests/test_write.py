@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -112,3 +113,52 @@ def test_a_first_write_still_running_on_this_host_is_not_replaced(spark, tmp_pat
     # Once that process is gone, the folder is leftovers and the rerun replaces them.
     assert write_embeddings(spark, _table(spark, 3), str(out), WriteMode.OVERWRITE, {}) == 0
     assert not (out / "part-00000.parquet").exists()
+
+
+def test_a_catalog_table_is_created_replaced_as_a_new_version_and_found_by_name(spark, tmp_path):
+    """output.table: a run writes a managed Delta table by name (its run folder under the
+    warehouse), the rerun replaces it as version 1 and the later commands find it by name;
+    a table that is not distne's is refused and left as it was."""
+    import numpy as np
+    from conftest import make_config
+    from distne.config import ConfigError
+    from distne.neighbors import nearest
+    from distne.pipeline import run
+    from distne.write import open_embeddings, read_run_metadata
+
+    f = tmp_path / "ring.tsv"
+    f.write_text("".join(f"{i}\t{(i + 1) % 40}\n{i}\t{(i + 7) % 40}\n" for i in range(40)))
+    name = "default.distne_emb_test"
+    spark.sql(f"DROP TABLE IF EXISTS {name}")
+    try:
+        common = (f"input.path={f}", f"output.table={name}", "embedding.dim=8")
+        first = run(spark, make_config(*common))
+        assert first.table_path == name and first.delta_version == 0
+        again = run(spark, make_config(*common))
+        assert again.delta_version == 1
+        table = open_embeddings(spark, name)
+        assert table.count() == 40 and set(table.columns) >= {"node_id", "embedding"}
+        assert read_run_metadata(spark, name)["nodes"] == 40
+        versions = [spark.read.option("versionAsOf", v).table(name) for v in (0, 1)]
+        a, b = (np.array(sorted((r[0], *r[2]) for r in v.collect())) for v in versions)
+        np.testing.assert_array_equal(a, b)  # same input and seed: the same vectors
+        found = nearest(spark, name, ["3"], k=2)
+        assert [h["node_id"] for h in found["3"]] and found["3"][0]["node_id"] != 3
+        warehouse = spark.conf.get("spark.sql.warehouse.dir").removeprefix("file:")
+        assert not list(Path(warehouse, "distne-stages").glob("*/*"))  # removed once written
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {name}")
+
+    other = "default.distne_not_ours"
+    spark.sql(f"DROP TABLE IF EXISTS {other}")
+    spark.range(3).write.format("parquet").saveAsTable(other)
+    try:
+        with pytest.raises(OutputError, match="not a distne embeddings table"):
+            run(spark, make_config(f"input.path={f}", f"output.table={other}"))
+        assert spark.read.table(other).count() == 3
+    finally:
+        spark.sql(f"DROP TABLE IF EXISTS {other}")
+    with pytest.raises(ConfigError, match="one of output.path and output.table"):
+        make_config(f"output.path={tmp_path}/x", f"output.table={name}")
+    with pytest.raises(ConfigError, match="must be a table name"):
+        make_config("output.table=a.b.c.d")

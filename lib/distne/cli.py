@@ -101,6 +101,10 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="embed a graph and write a Delta table")
     run.add_argument("--input", help="edge list: file, folder, glob or Delta table")
     run.add_argument("--output", help="Delta table path for the embeddings")
+    run.add_argument(
+        "--output-table",
+        help="a catalog table for the embeddings instead (catalog.schema.name; output.table)",
+    )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument(
         "--keep-stages",
@@ -248,6 +252,8 @@ def _cmd_run(args: argparse.Namespace, default_master: str | None) -> int:
         overrides.append(f"input.path={json.dumps(args.input)}")
     if args.output:
         overrides.append(f"output.path={json.dumps(args.output)}")
+    if args.output_table:
+        overrides.append(f"output.table={json.dumps(args.output_table)}")
     if args.keep_stages:
         overrides.append("runtime.keep_stages=true")
     config = _config(args, default_master is not None).with_overrides(overrides)

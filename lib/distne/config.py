@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,10 @@ from typing import Any
 import yaml
 
 from distne.errors import DistneError
+
+# A catalog table name: one to three parts, each plain (letters, digits, _) or `quoted`.
+_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
+TABLE_NAME = re.compile(rf"^{_PART}(?:\.{_PART}){{0,2}}$")
 
 
 class ConfigError(DistneError, ValueError):
@@ -224,6 +229,12 @@ class RunModeConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     path: str | None = _help("Delta table path for the embeddings.", default=None)
+    table: str | None = _help(
+        "A catalog table for the embeddings (catalog.schema.name, schema.name or name; a "
+        "managed Delta table, created or replaced) instead of output.path. The run folder "
+        "then goes under runtime.checkpoint_dir, or the session's warehouse folder.",
+        default=None,
+    )
     mode: WriteMode = _help(
         "overwrite replaces an existing distne table atomically (a new Delta version); "
         "error refuses to touch an existing table.",
@@ -410,6 +421,16 @@ class Config:
             self.embedding.svd_iterations,
         )
         _check(0 <= self.seed < 2**31, "seed", "in [0, 2^31)", self.seed)
+        if self.output.path and self.output.table:
+            raise ConfigError(
+                f"output: expected one of output.path and output.table; found both "
+                f"({self.output.path!r} and {self.output.table!r})."
+            )
+        if self.output.table and not TABLE_NAME.match(self.output.table):
+            raise ConfigError(
+                f"output.table must be a table name (name, schema.name or catalog.schema.name; "
+                f"letters, digits and _, or `quoted` parts); found {self.output.table!r}"
+            )
         if self.runtime.lineage is LineageCut.CHECKPOINT and not self.runtime.checkpoint_dir:
             raise ConfigError(
                 "runtime.lineage=checkpoint needs runtime.checkpoint_dir; found none. "

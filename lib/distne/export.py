@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from distne.errors import InputError, OutputError
 from distne.sparkutil import hadoop_path
+from distne.write import open_embeddings
 
 
 class ExportFormat(enum.Enum):
@@ -31,7 +32,7 @@ def export(spark: SparkSession, embeddings: str, fmt: ExportFormat, output: str)
             f"export --output {output!r}: expected a path that does not exist yet; found "
             f"something there (distne does not overwrite exports)."
         )
-    table = spark.read.format("delta").load(embeddings)
+    table = open_embeddings(spark, embeddings)
     if fmt is ExportFormat.PARQUET:
         table.select("node_id", "subgraph_id", "embedding").write.parquet(output)
         return {"format": fmt.value, "output": output}

@@ -31,6 +31,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from distne.errors import InputError
+from distne.write import open_embeddings
 
 # ``auto`` searches exactly up to this many rows (at 1M rows and 128 dimensions a batch of
 # 1,000 queries is ~1.3e11 multiply-adds: a few minutes on one core).
@@ -74,10 +75,8 @@ def nearest(
         raise InputError(f"neighbors -k: expected a positive number of neighbours; found {k}.")
     if probes < 1:
         raise InputError(f"neighbors --probes: expected a positive number; found {probes}.")
-    table = (
-        spark.read.format("delta")
-        .load(embeddings)
-        .select("node_id", F.col("node_id").cast("string").alias("key"), "embedding")
+    table = open_embeddings(spark, embeddings).select(
+        "node_id", F.col("node_id").cast("string").alias("key"), "embedding"
     )
     keys = [str(n) for n in dict.fromkeys(nodes)]
     # One row per asked id: as many rows as ids were asked for, not as the table has.

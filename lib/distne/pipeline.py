@@ -54,7 +54,7 @@ from distne.sparkutil import (
     remove_checkpoint_dir,
 )
 from distne.stages import RunFolder, open_run_folder
-from distne.write import OutputState, check_output, write_embeddings
+from distne.write import OutputState, check_target, write_target
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     if config.runtime.checkpoint_dir:
         # A folder of this run's own under runtime.checkpoint_dir (Spark adds a fresh UUID).
         spark.sparkContext.setCheckpointDir(config.runtime.checkpoint_dir)
-    if check_output(spark, config.output.path, config.output.mode) is OutputState.INTERRUPTED:
+    if check_target(spark, config.output) is OutputState.INTERRUPTED:
         progress.log(
             f"output: {config.output.path} holds the leftovers of distne's own first write, "
             f"killed before it committed: the write will replace them"
@@ -234,8 +234,7 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         stages,
     )
 
-    assert config.output.path is not None
-    summary.table_path = config.output.path
+    summary.table_path = config.output.table or config.output.path or ""
     metadata = {
         "version": __version__,
         "seed": config.seed,
@@ -249,9 +248,9 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
         "resumed": summary.resumed,
         "components": summary.components,
     }
-    with progress.stage("write", config.output.path) as t:
-        summary.delta_version = write_embeddings(
-            spark, embeddings_table(graph, fused), config.output.path, config.output.mode, metadata
+    with progress.stage("write", summary.table_path) as t:
+        summary.delta_version = write_target(
+            spark, embeddings_table(graph, fused), config.output, metadata
         )
     summary.seconds["write"] = t["seconds"]
     if config.runtime.checkpoint_dir:

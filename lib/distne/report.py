@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from distne import __version__
 from distne.errors import InputError
-from distne.write import read_run_metadata
+from distne.write import open_embeddings, read_run_metadata
 
 PALETTE = (
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
@@ -116,7 +116,7 @@ def sample_vectors(
     spark: SparkSession, embeddings: str, sample: int, seed: int
 ) -> tuple[np.ndarray, list[str], list[str], int]:
     """At most ``sample`` rows of the table (ids, leaf ids, vectors) and the table's size."""
-    table = spark.read.format("delta").load(embeddings)
+    table = open_embeddings(spark, embeddings)
     total = table.count()
     fraction = min(1.0, 1.2 * sample / max(1, total))
     rows = (

@@ -113,9 +113,28 @@ def releasing(spark: SparkSession, release: bool = True) -> Iterator[None]:
     before = set(jsc.getPersistentRDDs().keys()) if release else set()
     yield
     if release:
-        for rdd_id, rdd in jsc.getPersistentRDDs().items():
-            if rdd_id not in before:
-                rdd.unpersist(False)
+        # Spark warns of each one that its lineage "cannot be recomputed after unpersisting":
+        # true, and the reason they are released here.
+        with _quiet(spark, "org.apache.spark.rdd.MapPartitionsRDD"):
+            for rdd_id, rdd in jsc.getPersistentRDDs().items():
+                if rdd_id not in before:
+                    rdd.unpersist(False)
+
+
+@contextmanager
+def _quiet(spark: SparkSession, logger: str) -> Iterator[None]:
+    """The JVM logger ``logger`` at ERROR for the block (best effort: log4j 2 only)."""
+    try:
+        log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+        level = log4j.LogManager.getLogger(logger).getLevel()
+        log4j.core.config.Configurator.setLevel(logger, log4j.Level.ERROR)
+    except Exception:  # noqa: BLE001 - another logging backend: the warnings stay
+        yield
+        return
+    try:
+        yield
+    finally:
+        log4j.core.config.Configurator.setLevel(logger, level)
 
 
 def remove_checkpoint_dir(spark: SparkSession) -> None:

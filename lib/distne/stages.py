@@ -116,12 +116,18 @@ def fingerprint(spark: SparkSession, config: Config) -> str:
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def stages_root(config: Config) -> str:
-    """The folder holding the run folders of one output path."""
-    out = (config.output.path or "").rstrip("/")
-    if config.runtime.checkpoint_dir:
+def stages_root(config: Config, warehouse: str | None = None) -> str:
+    """The folder holding the run folders of one output (path or table).
+
+    Beside the output path, or under ``runtime.checkpoint_dir``; for an ``output.table``
+    without a checkpoint folder, under ``warehouse`` (the session's warehouse folder).
+    """
+    table = config.output.table
+    out = f"table:{table}" if table else (config.output.path or "").rstrip("/")
+    base = config.runtime.checkpoint_dir or (warehouse if table else None)
+    if base:
         key = hashlib.sha256(out.encode()).hexdigest()[:12]
-        return f"{config.runtime.checkpoint_dir.rstrip('/')}/distne-stages/{key}"
+        return f"{base.rstrip('/')}/distne-stages/{key}"
     return out + STAGES_SUFFIX
 
 
@@ -267,5 +273,5 @@ class RunFolder:
 
 def open_run_folder(spark: SparkSession, config: Config) -> RunFolder:
     """This run's folder (nothing is created until a stage is saved)."""
-    root = stages_root(config)
+    root = stages_root(config, spark.conf.get("spark.sql.warehouse.dir"))
     return RunFolder(spark, f"{root}/{fingerprint(spark, config)}", root)

@@ -1,5 +1,8 @@
 """Write: the embeddings as a Delta table, atomically, with the run recorded in the same commit.
 
+The table is a Delta path (``output.path``) or a catalog table (``output.table``: a managed
+Delta table, created or replaced); later commands find either by :func:`open_embeddings`.
+
 Table columns: ``node_id`` (the user's id), ``subgraph_id`` (the node's leaf subgraph),
 ``embedding`` (``array<float>``, last: Delta keeps no statistics on arrays). The run's config,
 seed, counts and stage timings go into the commit's ``userMetadata`` (JSON), so
@@ -18,8 +21,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from distne.config import WriteMode
-from distne.errors import OutputError
+from distne.config import TABLE_NAME, OutputConfig, WriteMode
+from distne.errors import InputError, OutputError
 from distne.sparkutil import hadoop_path, read_bytes
 
 TABLE_COLUMNS = ("node_id", "subgraph_id", "embedding")
@@ -152,7 +155,9 @@ def check_csv_output(spark: SparkSession, what: str, path: str) -> None:
 def check_output(spark: SparkSession, path: str | None, mode: WriteMode) -> OutputState:
     """Validate the output before any work starts, so a bad path fails in seconds."""
     if not path:
-        raise OutputError("no output given: set --output PATH (or output.path in the config).")
+        raise OutputError(
+            "no output given: set --output PATH (or output.path, or output.table, in the config)."
+        )
     state = output_state(spark, path)
     if state is OutputState.DISTNE_TABLE and mode is WriteMode.ERROR:
         raise OutputError(
@@ -207,10 +212,109 @@ def write_embeddings(
 
 
 def read_run_metadata(spark: SparkSession, path: str) -> dict[str, Any]:
-    """The ``distne`` run record of the table's latest version."""
+    """The ``distne`` run record of the table's latest version (``path``: a Delta path or a
+    catalog table name, as for :func:`open_embeddings`)."""
     from delta.tables import DeltaTable
 
-    row = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()
+    found = DeltaTable.forName if is_table_name(path) else DeltaTable.forPath
+    row = found(spark, path).history(1).select("userMetadata").first()
     if row is None or not row["userMetadata"]:
         return {}
     return dict(json.loads(row["userMetadata"]).get("distne", {}))
+
+
+def is_table_name(ref: str) -> bool:
+    """Whether ``ref`` (an ``--embeddings`` argument) names a catalog table rather than a path:
+    a valid table name with no ``/`` or scheme, and no local file or folder of that name."""
+    return bool(TABLE_NAME.match(ref)) and not os.path.exists(ref)
+
+
+def open_embeddings(spark: SparkSession, ref: str) -> DataFrame:
+    """The embeddings table ``ref``: a Delta path, or a catalog table name (:func:`is_table_name`).
+
+    Raises :class:`InputError` naming ``ref`` if there is no table there.
+    """
+    try:
+        if is_table_name(ref):
+            return spark.read.table(ref)
+        return spark.read.format("delta").load(ref)
+    except Exception as e:  # AnalysisException: not a Delta table, no such path or table
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(
+            f"embeddings {ref!r}: expected a Delta table written by distne (a path or a "
+            f"catalog table name); found none ({first})."
+        ) from None
+
+
+def check_table_output(spark: SparkSession, name: str, mode: WriteMode) -> OutputState:
+    """What the catalog table ``name`` holds (``output.table``); refuse a table that is not
+    ours, and one of ours under ``output.mode=error``."""
+    if not spark.catalog.tableExists(name):
+        return OutputState.ABSENT
+    columns = spark.read.table(name).columns
+    provider = _provider(spark, name)
+    if provider != "delta" or not all(c in columns for c in TABLE_COLUMNS):
+        raise OutputError(
+            f"output.table {name!r} holds a {provider or 'non-Delta'} table with columns "
+            f"{columns}, not a distne embeddings table (expected a Delta table with columns "
+            f"{list(TABLE_COLUMNS)}); distne will not replace it. Choose another output.table."
+        )
+    if mode is WriteMode.ERROR:
+        raise OutputError(
+            f"output.table {name!r} already holds a distne table and output.mode=error; "
+            f"set output.mode=overwrite to replace it (the old version stays in Delta history)."
+        )
+    return OutputState.DISTNE_TABLE
+
+
+def _provider(spark: SparkSession, name: str) -> str:
+    rows = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()  # a few dozen rows
+    found = [r["data_type"] for r in rows if (r["col_name"] or "").strip() == "Provider"]
+    return (found[0] or "").lower() if found else ""
+
+
+def write_table(
+    spark: SparkSession,
+    table: DataFrame,
+    name: str,
+    mode: WriteMode,
+    metadata: dict[str, Any],
+) -> int:
+    """Write ``table`` to the catalog table ``name`` in one Delta commit (created, or replaced
+    as a new version); return the version. A failed first write leaves no table."""
+    from delta.tables import DeltaTable
+
+    state = check_table_output(spark, name, mode)
+    try:
+        (
+            table.select(*TABLE_COLUMNS)
+            .write.format("delta")
+            .mode("overwrite")
+            .option("overwriteSchema", "true")
+            .option("userMetadata", json.dumps({"distne": metadata}, sort_keys=True, default=str))
+            .saveAsTable(name)
+        )
+    except BaseException:
+        if state is OutputState.ABSENT and spark.catalog.tableExists(name):
+            spark.sql(f"DROP TABLE IF EXISTS {name}")
+        raise
+    row = DeltaTable.forName(spark, name).history(1).select("version").first()
+    assert row is not None
+    return int(row["version"])
+
+
+def check_target(spark: SparkSession, output: OutputConfig) -> OutputState:
+    """:func:`check_output` or :func:`check_table_output`, as ``output`` says."""
+    if output.table:
+        return check_table_output(spark, output.table, output.mode)
+    return check_output(spark, output.path, output.mode)
+
+
+def write_target(
+    spark: SparkSession, table: DataFrame, output: OutputConfig, metadata: dict[str, Any]
+) -> int:
+    """:func:`write_embeddings` or :func:`write_table`, as ``output`` says."""
+    if output.table:
+        return write_table(spark, table, output.table, output.mode, metadata)
+    assert output.path is not None
+    return write_embeddings(spark, table, output.path, output.mode, metadata)

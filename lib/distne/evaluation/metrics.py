@@ -28,12 +28,9 @@ from distne.sparkutil import hash_bucket, uniform
 
 def read_embeddings(spark: SparkSession, path: str) -> DataFrame:
     """The embeddings table with ``node_id`` as string (ids compare as text across files)."""
-    try:
-        df = spark.read.format("delta").load(path)
-    except Exception as e:  # AnalysisException: not a Delta table, or no such path
-        raise InputError(
-            f"embeddings {path!r}: expected a Delta table written by distne; {e}"
-        ) from None
+    from distne.write import open_embeddings
+
+    df = open_embeddings(spark, path)
     if "node_id" not in df.columns or "embedding" not in df.columns:
         raise InputError(
             f"embeddings {path!r}: expected columns node_id and embedding; found {df.columns}."
