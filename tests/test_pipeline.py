@@ -278,3 +278,35 @@ def test_exchange_keeps_whole_graph_quality_where_naive_fusion_does_not(spark, t
         assert abs(exchange[key] - whole[key]) <= 0.01, key
     # The bound is not met by embedding leaves apart: the test can fail.
     assert whole["auc_cross"] - naive["auc_cross"] > 0.05
+
+
+def test_a_run_that_may_not_fit_the_local_disk_says_so_before_the_exchange(
+    spark, tmp_path, monkeypatch, capsys
+):
+    """The exchange's local disk (its setup's shuffle files, leaves kept on disk) grows with
+    the edges; where the driver sees Spark's local dir (a local master) and it has less free
+    than the estimate, the run warns before the exchange starts, and still runs."""
+    import distne.pipeline as pipeline_module
+    from distne.embedders import make_program
+    from distne.engine.exchange import exchange_disk_bytes
+
+    f = tmp_path / "ring.tsv"
+    f.write_text("\n".join(f"{i}\t{(i * 7 + 1) % 60}" for i in range(60)) + "\n")
+    common = ("partition.max_nodes=20", "embedding.dim=8", f"input.path={f}")
+    roomy = run(
+        spark, make_config(*common, f"output.path={tmp_path / 'a'}", "runtime.progress=true")
+    )
+    assert "local disk needed" not in capsys.readouterr().err  # this machine has room
+    program = make_program(make_config(*common).embedding, 42)
+    need = exchange_disk_bytes(roomy.nodes, roomy.edges, program, spill=False, snapshots=True)
+    state = roomy.nodes * program.state_width() * 4
+    assert need == 2 * roomy.edges * 190 + state
+    with_leaves = exchange_disk_bytes(roomy.nodes, roomy.edges, program, True, True)
+    assert with_leaves == need + 2 * roomy.edges * 25 + state + roomy.nodes * 8 * 4
+    monkeypatch.setattr(pipeline_module, "local_disk_free", lambda s: ("/small", 1))
+    tight = run(
+        spark, make_config(*common, f"output.path={tmp_path / 'b'}", "runtime.progress=true")
+    )
+    err = capsys.readouterr().err
+    assert "GB of local disk needed (shuffle files" in err and "GB free in /small" in err
+    assert tight.leaf_subgraphs == roomy.leaf_subgraphs

@@ -36,6 +36,8 @@ from distne.embedders import make_program
 from distne.engine.exchange import (
     dynamic_allocation,
     embed_exchange,
+    exchange_disk_bytes,
+    local_disk_free,
     pick_transport,
     task_slots,
 )
@@ -491,6 +493,19 @@ def _embed_exchange(
     )
     summary.plan += f"; {why}"
     progress.log(f"exchange: {why}")
+    saving = bool(snapshots and config.runtime.snapshot_every)
+    need = exchange_disk_bytes(summary.nodes, summary.edges, program, spill, saving)
+    free = local_disk_free(spark)
+    if free is not None and free[1] < need:
+        what = "shuffle files" + (", leaves and state" if spill else "")
+        what += ", a snapshot of the state" if saving else ""
+        progress.log(
+            f"exchange: warning: about {need / 1e9:.0f} GB of local disk needed ({what}), "
+            f"{free[1] / 1e9:.0f} GB free in {free[0]}; the run may stop with 'No space left "
+            f"on device' (the kept stages let a rerun resume): free space there, point "
+            f"SPARK_LOCAL_DIRS (spark.local.dir) at a larger disk, or set "
+            f"runtime.snapshot_every=0"
+        )
     if snapshots and transport is Transport.BARRIER and posix_path(spark, snapshots) is None:
         progress.log(
             f"resume: {snapshots} is not on a local path, where the barrier tasks could save "
