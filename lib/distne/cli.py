@@ -135,8 +135,8 @@ def build_parser(prog: str = "distne") -> argparse.ArgumentParser:
         choices=["auto", "exact", "approximate"],
         default="auto",
         help="exact (one pass over the table for all asked nodes), approximate (a k-means "
-        "index: only the rows of each node's --probes nearest cells), or auto: exact up to "
-        "1M rows (default)",
+        "index: only the rows of each node's --probes nearest cells), or auto: exact while "
+        "rows x asked nodes is at most 1e10 (default)",
     )
     nb.add_argument(
         "--probes",

@@ -1,8 +1,8 @@
 """Nearest neighbours in an embeddings table: the top ``k`` nodes by cosine similarity.
 
 Computed where the table is; only the query rows and ``k`` rows per query reach the driver,
-whatever the table's size. Two methods (``method``; ``auto`` takes exact up to
-:data:`EXACT_MAX_ROWS` rows and approximate above):
+whatever the table's size. Two methods (``method``; ``auto`` takes exact while rows x asked
+ids is at most :data:`EXACT_MAX_PAIRS`, approximate above):
 
 - **exact**: one pass over the table for the whole batch of queries. Each Arrow batch of rows
   meets every query in one matrix product (numpy, in a Python worker); each Spark partition
@@ -33,9 +33,12 @@ from pyspark.sql import functions as F
 from distne.errors import InputError
 from distne.write import open_embeddings
 
-# ``auto`` searches exactly up to this many rows (at 1M rows and 128 dimensions a batch of
-# 1,000 queries is ~1.3e11 multiply-adds: a few minutes on one core).
-EXACT_MAX_ROWS = 1_000_000
+# ``auto`` searches exactly while rows x asked ids is at most this (1e10 pairs at 128
+# dimensions: ~1.3e12 multiply-adds, minutes on a few cores). The approximate search pays a
+# k-means fit and a pass over the table whatever the batch: on GitHub's 37,700 vectors it
+# took ~190 s against exact's 3.3 s for 500 ids (docs/neighbors.md), so it is for large
+# batches over large tables only.
+EXACT_MAX_PAIRS = 10**10
 # Rows of the k-means sample per cell, and the bounds of the cell count.
 SAMPLE_PER_CELL = 64
 MIN_CELLS, MAX_CELLS = 16, 4096
@@ -96,7 +99,8 @@ def nearest(
     dim = queries.shape[1]
     table = table.where(F.size("embedding") == dim)
     if method is Method.AUTO:
-        method = Method.EXACT if table.count() <= EXACT_MAX_ROWS else Method.APPROXIMATE
+        pairs = table.count() * len(keys)
+        method = Method.EXACT if pairs <= EXACT_MAX_PAIRS else Method.APPROXIMATE
     if method is Method.EXACT:
         found = _exact(table, unit, keys, k)
     else:
