@@ -361,10 +361,12 @@ def _embed(
             assert stages is not None
             parts: Partitioning = stages.load_partition()
         else:
-            if stages is not None and plan.mode is RunMode.EXCHANGE:
+            # The exchange's partition is kept in the run folder (the baselines' is not).
+            keep = stages is not None and plan.mode is RunMode.EXCHANGE
+            if keep:
+                assert stages is not None
                 # A partition kept for other bounds, or what a damaged record left: made anew.
                 stages.drop_partition()
-            keep = stages is not None and plan.mode is RunMode.EXCHANGE
             with progress.stage("partition", bounds) as t, releasing(spark, keep):
                 parts = partition(
                     spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels

@@ -167,6 +167,31 @@ def check_output(spark: SparkSession, path: str | None, mode: WriteMode) -> Outp
     return state
 
 
+def _delta_writer(table: DataFrame, metadata: dict[str, Any]) -> Any:
+    """The writer of every distne table: the table's columns, replacing what is there (schema
+    too) in one Delta commit that records the run in its ``userMetadata``."""
+    return (
+        table.select(*TABLE_COLUMNS)
+        .write.format("delta")
+        .mode("overwrite")
+        .option("overwriteSchema", "true")
+        .option("userMetadata", json.dumps({"distne": metadata}, sort_keys=True, default=str))
+    )
+
+
+def _delta_table(spark: SparkSession, ref: str) -> Any:
+    """The ``DeltaTable`` at ``ref``: a catalog table name or a path (:func:`is_table_name`)."""
+    from delta.tables import DeltaTable
+
+    return (DeltaTable.forName if is_table_name(ref) else DeltaTable.forPath)(spark, ref)
+
+
+def _latest_version(spark: SparkSession, ref: str) -> int:
+    row = _delta_table(spark, ref).history(1).select("version").first()
+    assert row is not None
+    return int(row["version"])
+
+
 def write_embeddings(
     spark: SparkSession,
     table: DataFrame,
@@ -181,8 +206,6 @@ def write_embeddings(
     if the process is killed instead, :data:`FIRST_WRITE_MARKER` tells the rerun that the
     leftovers are its own to replace.
     """
-    from delta.tables import DeltaTable
-
     # Checked again (the run checked before starting): something may have appeared at the path
     # during a long run, and the state decides whether a failed write removes the folder.
     state = check_output(spark, path, mode)
@@ -192,32 +215,20 @@ def write_embeddings(
         state = OutputState.ABSENT
     if state is OutputState.ABSENT:
         _mark_first_write(spark, fs, jpath)
-    out = table.select(*TABLE_COLUMNS)
     try:
-        (
-            out.write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .option("userMetadata", json.dumps({"distne": metadata}, sort_keys=True, default=str))
-            .save(path)
-        )
+        _delta_writer(table, metadata).save(path)
     except BaseException:
         if state is OutputState.ABSENT and fs.exists(jpath):
             fs.delete(jpath, True)
         raise
     fs.delete(_marker(spark, jpath), False)  # committed: from now on a distne table
-    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
+    return _latest_version(spark, path)
 
 
 def read_run_metadata(spark: SparkSession, path: str) -> dict[str, Any]:
     """The ``distne`` run record of the table's latest version (``path``: a Delta path or a
     catalog table name, as for :func:`open_embeddings`)."""
-    from delta.tables import DeltaTable
-
-    found = DeltaTable.forName if is_table_name(path) else DeltaTable.forPath
-    row = found(spark, path).history(1).select("userMetadata").first()
+    row = _delta_table(spark, path).history(1).select("userMetadata").first()
     if row is None or not row["userMetadata"]:
         return {}
     return dict(json.loads(row["userMetadata"]).get("distne", {}))
@@ -282,25 +293,14 @@ def write_table(
 ) -> int:
     """Write ``table`` to the catalog table ``name`` in one Delta commit (created, or replaced
     as a new version); return the version. A failed first write leaves no table."""
-    from delta.tables import DeltaTable
-
     state = check_table_output(spark, name, mode)
     try:
-        (
-            table.select(*TABLE_COLUMNS)
-            .write.format("delta")
-            .mode("overwrite")
-            .option("overwriteSchema", "true")
-            .option("userMetadata", json.dumps({"distne": metadata}, sort_keys=True, default=str))
-            .saveAsTable(name)
-        )
+        _delta_writer(table, metadata).saveAsTable(name)
     except BaseException:
         if state is OutputState.ABSENT and spark.catalog.tableExists(name):
             spark.sql(f"DROP TABLE IF EXISTS {name}")
         raise
-    row = DeltaTable.forName(spark, name).history(1).select("version").first()
-    assert row is not None
-    return int(row["version"])
+    return _latest_version(spark, name)
 
 
 def check_target(spark: SparkSession, output: OutputConfig) -> OutputState:

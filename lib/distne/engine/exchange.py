@@ -43,12 +43,10 @@ In both, a Spark partition holds the leaves ``part % N``.
 from __future__ import annotations
 
 import itertools
-import os
 import pickle
 import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -75,7 +73,7 @@ from distne.engine.program import (
     signs_of,
 )
 from distne.engine.snapshots import Resumable, ShuffleSnapshots, TaskFiles
-from distne.engine.store import DiskStore, MemoryStore, release_freed
+from distne.engine.store import DiskStore, MemoryStore, release_freed, spark_local_dir
 from distne.graph import VECTORS_SCHEMA, vectors_table
 from distne.sparkutil import cut_lineage, cut_rdd_lineage, posix_path
 
@@ -637,11 +635,7 @@ def local_disk_free(spark: SparkSession) -> tuple[str, int] | None:
     master: the executors write to the driver's disk); None on a cluster."""
     if not spark.sparkContext.master.startswith("local"):
         return None
-    folder = (
-        os.environ.get("SPARK_LOCAL_DIRS")
-        or spark.conf.get("spark.local.dir", None)
-        or tempfile.gettempdir()
-    ).split(",")[0]
+    folder = spark_local_dir(spark.conf.get("spark.local.dir", None))
     try:
         return folder, shutil.disk_usage(folder).free
     except OSError:

@@ -48,6 +48,14 @@ def release_freed() -> None:
         _TRIM(0)
 
 
+def spark_local_dir(configured: str | None = None) -> str:
+    """The first of Spark's local dirs: ``SPARK_LOCAL_DIRS`` (set in executors and their
+    Python workers), else ``configured`` (``spark.local.dir``, on the driver), else the
+    system's temporary folder."""
+    dirs = os.environ.get("SPARK_LOCAL_DIRS") or configured or tempfile.gettempdir()
+    return dirs.split(",")[0]
+
+
 class MemoryStore:
     """Every leaf's block and state in this process."""
 
@@ -102,8 +110,7 @@ class DiskStore(MemoryStore):
 
     def __init__(self, root: str | None = None) -> None:
         super().__init__()
-        local = (os.environ.get("SPARK_LOCAL_DIRS") or tempfile.gettempdir()).split(",")[0]
-        self.root = root or tempfile.mkdtemp(prefix="distne-leaves-", dir=local)
+        self.root = root or tempfile.mkdtemp(prefix="distne-leaves-", dir=spark_local_dir())
         self.spill_dir = self.root
 
     def _path(self, part: int, what: str) -> str:
