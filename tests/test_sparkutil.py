@@ -56,6 +56,53 @@ def test_releasing_unpersists_what_its_block_persisted_and_nothing_else(spark):
     assert off.count() == 10 and failed.count() == 20
 
 
+def _shuffle_ids(spark) -> set[int]:
+    """Ids of the shuffles with files in this session's block manager folders."""
+    import pathlib
+
+    env = spark.sparkContext._jvm.org.apache.spark.SparkEnv.get()
+    folders = [d.getPath() for d in env.blockManager().diskBlockManager().localDirs()]
+    return {
+        int(f.name.split("_")[1])
+        for folder in folders
+        for f in pathlib.Path(folder).rglob("shuffle_*")
+    }
+
+
+def test_shuffle_files_behind_a_cut_are_let_go_and_those_still_read_are_kept(spark):
+    # The exchange's setup shuffles every directed edge three times (190 bytes an edge); its
+    # result is cut and the shuffle files behind it must not stay on disk through the run.
+    import time
+
+    from distne.sparkutil import shuffles_let_go
+    from pyspark.sql import functions as F
+
+    runtime = make_config().runtime
+    before = _shuffle_ids(spark)
+
+    def build():
+        a = spark.range(20000, numPartitions=2).withColumn("k", F.col("id") % 101)
+        b = spark.range(101, numPartitions=2).withColumnRenamed("id", "k")
+        joined = a.join(b.hint("shuffle_hash"), "k").groupBy("k").count()
+        return cut_lineage(joined.repartition(3, "k"), runtime)
+
+    with shuffles_let_go(spark, wait=5):
+        cut = build()
+        behind = _shuffle_ids(spark) - before
+        # An RDD keeps its shuffle dependency: this one is still referenced after the block.
+        live = spark.sparkContext.parallelize(range(1000), 2).map(lambda i: (i, i)).partitionBy(3)
+        assert live.count() == 1000
+        read = _shuffle_ids(spark) - before - behind
+    assert len(behind) >= 2 and read  # the join's and the repartition's at least
+    deadline = time.monotonic() + 10  # unregistered now; files deleted asynchronously
+    while behind & _shuffle_ids(spark) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not behind & _shuffle_ids(spark)
+    assert read <= _shuffle_ids(spark)
+    assert cut.count() == 101 and sorted(r["k"] for r in cut.collect()) == list(range(101))
+    assert live.count() == 1000
+
+
 def test_time_left_is_measured_from_the_count_moving_not_from_the_stage_start():
     from distne.sparkutil import Remaining, say_duration
 

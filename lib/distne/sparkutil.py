@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -109,16 +110,59 @@ def releasing(spark: SparkSession, release: bool = True) -> Iterator[None]:
     the partition stage's checkpoints stayed on disk through the exchange that followed.
     A block that raises keeps them (a retry may still read them).
     """
-    jsc = spark.sparkContext._jsc
-    before = set(jsc.getPersistentRDDs().keys()) if release else set()
+    before = persisted(spark) if release else set()
     yield
     if release:
-        # Spark warns of each one that its lineage "cannot be recomputed after unpersisting":
-        # true, and the reason they are released here.
-        with _quiet(spark, "org.apache.spark.rdd.MapPartitionsRDD"):
-            for rdd_id, rdd in jsc.getPersistentRDDs().items():
-                if rdd_id not in before:
-                    rdd.unpersist(False)
+        unpersist(spark, persisted(spark) - before)
+
+
+def persisted(spark: SparkSession) -> set[int]:
+    """The ids of the RDDs the JVM holds persisted (cached or locally checkpointed)."""
+    return set(spark.sparkContext._jsc.getPersistentRDDs().keys())
+
+
+def unpersist(spark: SparkSession, ids: set[int]) -> None:
+    """Unpersist the persisted RDDs ``ids`` (from :func:`persisted`), without waiting."""
+    # Spark warns of each one that its lineage "cannot be recomputed after unpersisting":
+    # true, and the reason they are released.
+    with _quiet(spark, "org.apache.spark.rdd.MapPartitionsRDD"):
+        for rdd_id, rdd in spark.sparkContext._jsc.getPersistentRDDs().items():
+            if rdd_id in ids:
+                rdd.unpersist(False)
+
+
+@contextmanager
+def shuffles_let_go(spark: SparkSession, wait: float = 30.0) -> Iterator[None]:
+    """Delete, when the block ends, the shuffle files of the shuffles made inside it that
+    nothing references any more (at most ``wait`` seconds spent on it).
+
+    Spark's ``ContextCleaner`` removes a shuffle's files once the driver JVM has
+    garbage-collected its dependency, which a JVM with room to spare may not do for the rest
+    of the run (Spark's own periodic collection comes every 30 minutes). So the block's
+    shuffles are watched in the driver's map-output tracker and the JVM is asked to collect
+    until they are unregistered. Seen on Spark 4.1: a plan dropped after a cut outlived the
+    first collection and went with one made a second later. A shuffle still referenced (a
+    plan the caller keeps) is never removed: the wait then runs out and the block's
+    shuffles stay, as they would without this. Best effort where Spark's internals differ.
+    """
+    sc = spark.sparkContext
+    try:
+        first = sc._jsc.sc().newShuffleId()  # ids are sequential; one id is spent on it
+    except Exception:  # noqa: BLE001 - a Spark without it: nothing is watched
+        first = None
+    yield
+    gc.collect()
+    system = sc._jvm.java.lang.System
+    if first is None:
+        system.gc()
+        return
+    tracker = sc._jvm.org.apache.spark.SparkEnv.get().mapOutputTracker()
+    made = [i for i in range(first + 1, sc._jsc.sc().newShuffleId()) if tracker.containsShuffle(i)]
+    deadline = time.monotonic() + wait
+    while made and time.monotonic() < deadline:
+        system.gc()
+        time.sleep(0.25)
+        made = [i for i in made if tracker.containsShuffle(i)]
 
 
 @contextmanager

@@ -57,7 +57,7 @@ from pyspark import RDD, BarrierTaskContext, StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from distne.config import Config, ConfigError, Transport
+from distne.config import Config, ConfigError, RuntimeConfig, Transport
 from distne.engine.local import BYTES_PER_DIRECTED_EDGE, STATE_COPIES, directed_edges
 from distne.engine.mesh import HALO, REQUEST, Mesh, listen
 from distne.engine.program import (
@@ -75,7 +75,14 @@ from distne.engine.program import (
 from distne.engine.snapshots import Resumable, ShuffleSnapshots, TaskFiles
 from distne.engine.store import DiskStore, MemoryStore, release_freed, spark_local_dir
 from distne.graph import VECTORS_SCHEMA, vectors_table
-from distne.sparkutil import cut_lineage, cut_rdd_lineage, posix_path
+from distne.sparkutil import (
+    cut_lineage,
+    cut_rdd_lineage,
+    persisted,
+    posix_path,
+    shuffles_let_go,
+    unpersist,
+)
 
 
 def _leaf_key(part: int) -> int:
@@ -228,7 +235,12 @@ def slot_of(spark: SparkSession, part: Column, n: int) -> Column:
 
 
 def barrier_input(
-    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program_class: type, partitions: int
+    spark: SparkSession,
+    edges: DataFrame,
+    leaf: DataFrame,
+    program_class: type,
+    partitions: int,
+    runtime: RuntimeConfig,
 ) -> tuple[RDD, int]:
     """The barrier stage's input: ``part, seq, blob`` rows, leaf ``part`` in Spark partition
     ``part % N`` (``N``: ``partitions``, at most one per leaf), sorted by ``part, seq``.
@@ -236,15 +248,28 @@ def barrier_input(
     Routed and sorted by Spark SQL (in the JVM, spilling as it needs): no Python shuffle of
     the blocks, and each task reassembles its leaves one at a time as their rows arrive
     (:func:`_assembled`) in the same Python worker that runs them.
+
+    The routed blocks are materialised and their lineage cut (:func:`cut_lineage`, persisted
+    RDDs the caller unpersists), and the shuffle files that built them are let go
+    (:func:`shuffles_let_go`): the joins and groupings of every directed edge took ~190
+    bytes per edge of local disk (33 GB at 100M edges), which a barrier stage reading them
+    directly kept until it ended, beside the state it grew; the blocks take ~25.
     """
-    blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
-    n_parts = max(1, min(leaves, partitions))
-    routed = (
-        blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
-        .sortWithinPartitions("part", "seq")
-        .select("part", "seq", "blob")
-    )
-    return routed.rdd, n_parts
+
+    def routed() -> tuple[DataFrame, int]:
+        # A function of its own: nothing made here outlives it but the rows it returns.
+        blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
+        n_parts = max(1, min(leaves, partitions))
+        rows = (
+            blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
+            .sortWithinPartitions("part", "seq")
+            .select("part", "seq", "blob")
+        )
+        return cut_lineage(rows, runtime), n_parts
+
+    with shuffles_let_go(spark):
+        rows, n_parts = routed()
+    return rows.rdd, n_parts
 
 
 def _assembled(rows: Iterator) -> Iterator[tuple[int, LeafBlock]]:
@@ -604,7 +629,8 @@ def barrier_bytes(nodes: int, edges: int, program: Program, leaves: int, tasks: 
 # Local disk the exchange takes, measured at 100M edges (86.6M undirected, 10M nodes, 35
 # leaves, ProNE dim 128, leaves on disk): the setup's shuffle files (edges joined to their
 # leaves, grouped by leaf, the blocks routed to the tasks), ~33 GB or ~190 bytes per directed
-# edge, kept until the stage ends; the leaves' matrices, ~4.2 GB or ~25 bytes.
+# edge, let go once the routed blocks are materialised; the blocks (and, with leaves on disk,
+# the store's copy of their matrices), ~4.2 GB or ~25 bytes.
 SHUFFLE_DISK_PER_DIRECTED_EDGE = 190
 MATRIX_DISK_PER_DIRECTED_EDGE = 25
 
@@ -615,19 +641,23 @@ def exchange_disk_bytes(
     """About how much local disk (Spark's local dirs, all executors together) the exchange
     takes at its widest, for ``edges`` undirected edges over ``nodes`` nodes.
 
-    The setup's shuffle files; with leaves on disk (``spill``) their matrices, the state at
-    its widest (:meth:`Program.state_width`) and a product's halo waiting on disk; with
-    ``snapshots`` on a local path, one more copy of the state (a snapshot keeps the state
-    it saved while the store moves on). At 100M edges: ~33 + 4 + 20 + 5 + 20 GB.
+    The larger of the setup (its shuffle files and the routed blocks they end in) and the
+    program's run: the routed blocks; with leaves on disk (``spill``) the store's copy of
+    their matrices, the state at its widest (:meth:`Program.state_width`) and a product's halo
+    waiting on disk; with ``snapshots`` on a local path, one more copy of the state (a
+    snapshot keeps the state it saved while the store moves on). At 100M edges: setup ~37 GB,
+    run ~4 + 4 + 20 + 5 + 20 GB.
     """
     row = np.dtype(DTYPE).itemsize
     state = nodes * program.state_width() * row
-    total = 2 * edges * SHUFFLE_DISK_PER_DIRECTED_EDGE
+    blocks = 2 * edges * MATRIX_DISK_PER_DIRECTED_EDGE
+    setup = 2 * edges * SHUFFLE_DISK_PER_DIRECTED_EDGE + blocks
+    run = blocks
     if spill:
-        total += 2 * edges * MATRIX_DISK_PER_DIRECTED_EDGE + state + nodes * program.dim * row
+        run += blocks + state + nodes * program.dim * row
     if snapshots:
-        total += state
-    return total
+        run += state
+    return max(setup, run)
 
 
 def local_disk_free(spark: SparkSession) -> tuple[str, int] | None:
@@ -724,15 +754,15 @@ def embed_exchange(
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
     """
-    # The barrier stage reads the blocks once (again, from the shuffle's files, only if Spark
-    # retries it), so they are not cached. Its output grows with nodes x dim and waits on
-    # disk, not in the executors' heap (at 30M edges the output kept in memory ran a 4 GB
-    # heap out).
+    # The barrier stage's output grows with nodes x dim and waits on disk, not in the
+    # executors' heap (at 30M edges the output kept in memory ran a 4 GB heap out).
     if transport is Transport.BARRIER:
         slots = task_slots(spark)
+        before = persisted(spark)
         blocks, n_parts = barrier_input(
-            spark, edges, leaf, type(program), min(partitions or slots, slots)
+            spark, edges, leaf, type(program), min(partitions or slots, slots), config.runtime
         )
+        routed = persisted(spark) - before  # unpersisted once the barrier stage has run
     else:
         blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions)
     sc = spark.sparkContext
@@ -777,5 +807,8 @@ def embed_exchange(
     finally:
         if state is not None:
             state.close()
-        blocks.unpersist()
+        if transport is Transport.BARRIER:
+            unpersist(spark, routed)
+        else:
+            blocks.unpersist()
         sc.setJobDescription(None)
