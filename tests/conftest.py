@@ -80,15 +80,49 @@ def _clear_spark_state(request):
         request.getfixturevalue("spark").catalog.clearCache()
 
 
+def graph_edges(spark, g):
+    """A networkx graph's edges as distne's ``src, dst, weight`` frame (each edge once)."""
+    return spark.createDataFrame(
+        [
+            (int(min(u, v)), int(max(u, v)), float(d.get("weight", 1.0)))
+            for u, v, d in g.edges(data=True)
+        ],
+        "src long, dst long, weight double",
+    )
+
+
+def sorted_vectors(df):
+    """``id`` and ``vec`` of an ``id, ..., vec`` frame as arrays, in id order."""
+    import numpy as np
+
+    rows = sorted(df.collect(), key=lambda r: r["id"])
+    return np.array([r["id"] for r in rows]), np.array([r["vec"] for r in rows])
+
+
+def embed_whole(spark, g, program):
+    """``program`` on the whole graph ``g`` by the local backend, as one group: ids, vectors."""
+    from distne.engine.local import embed_groups
+    from pyspark.sql import functions as F
+
+    zero = F.lit(0).cast("long").alias("part")
+    nodes = spark.createDataFrame([(int(n),) for n in g.nodes], "id long").select(zero, "id")
+    edges = graph_edges(spark, g).select(zero, "src", "dst", "weight")
+    return sorted_vectors(embed_groups(nodes, edges, ["part"], program, lambda _k: program))
+
+
 def make_config(*overrides: str) -> Config:
-    """The test config: small iteration counts so the suite stays fast on 2 cores."""
+    """The test config: small iteration counts so the suite stays fast on 2 cores (ProNE's
+    only with ProNE: another method refuses them)."""
+    prone = not any(
+        o.startswith("embedding.method=") and o != "embedding.method=prone" for o in overrides
+    )
+    faster = ["embedding.svd_iterations=2", "embedding.order=5"] if prone else []
     return load_config(
         None,
         [
             "partition.iterations=4",
             "partition.cluster_rounds=2",
-            "embedding.svd_iterations=2",
-            "embedding.order=5",
+            *faster,
             "runtime.progress=false",
             *overrides,
         ],

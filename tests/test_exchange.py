@@ -7,12 +7,12 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import make_config
+from conftest import embed_whole, graph_edges, make_config, sorted_vectors
 from distne.config import LineageCut, Transport
 from distne.embedders import make_program
 from distne.embedders.prone import Prone
 from distne.engine.exchange import embed_exchange
-from distne.engine.local import directed_edges, embed_groups
+from distne.engine.local import directed_edges
 from prone_reference import edge_values, prone
 from pyspark.sql import functions as F
 
@@ -27,19 +27,8 @@ def _graph():
     return g
 
 
-def _edges(spark, g):
-    return spark.createDataFrame(
-        [
-            (int(min(u, v)), int(max(u, v)), float(d.get("weight", 1.0)))
-            for u, v, d in g.edges(data=True)
-        ],
-        "src long, dst long, weight double",
-    )
-
-
-def _sorted(df):
-    rows = sorted(df.collect(), key=lambda r: r["id"])
-    return np.array([r["id"] for r in rows]), np.array([r["vec"] for r in rows])
+_edges = graph_edges
+_sorted = sorted_vectors
 
 
 @pytest.fixture(scope="module")
@@ -70,17 +59,7 @@ def test_edge_values_match_the_definition(spark, case):
 
 def test_local_backend_equals_plain_prone(spark, case):
     g, cfg, ids, want = case
-    zero = F.lit(0).cast("long").alias("part")
-    nodes = spark.createDataFrame([(int(n),) for n in g.nodes], "id long").select(zero, "id")
-    program = make_program(cfg.embedding, cfg.seed)
-    out = embed_groups(
-        nodes,
-        _edges(spark, g).select(zero, "src", "dst", "weight"),
-        ["part"],
-        Prone,
-        lambda _k: program,
-    )
-    got_ids, got = _sorted(out)
+    got_ids, got = embed_whole(spark, g, make_program(cfg.embedding, cfg.seed))
     assert (got_ids == ids).all()
     np.testing.assert_allclose(got, want, atol=1e-4)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import math
 import re
 import types
 import typing
@@ -67,6 +68,7 @@ class PartitionMethod(str, enum.Enum):
 
 class EmbedderKind(str, enum.Enum):
     PRONE = "prone"
+    FASTRP = "fastrp"
 
 
 class RunMode(str, enum.Enum):
@@ -187,13 +189,25 @@ class PartitionConfig:
 class EmbeddingConfig:
     dim: int = _help("Dimension of the output vectors.", default=128)
     method: EmbedderKind = _help(
-        "The embedder program (run by the local and the exchange backend alike).",
+        "The embedder program (run by the local and the exchange backend alike): prone "
+        "(sparse factorisation and spectral propagation) or fastrp (random projection of "
+        "powers of the transition matrix: a few products, fastest).",
         default=EmbedderKind.PRONE,
     )
     order: int = _help("ProNE: Chebyshev expansion order of the spectral filter.", default=10)
     mu: float = _help("ProNE: band-pass filter centre.", default=0.2)
     theta: float = _help("ProNE: band-pass filter width (Bessel argument).", default=0.5)
-    svd_iterations: int = _help("Power iterations of the randomized SVD.", default=5)
+    svd_iterations: int = _help("ProNE: power iterations of the randomized SVD.", default=5)
+    iteration_weights: tuple[float, ...] = _help(
+        "FastRP: the weight of each power of the transition matrix in the sum (their count "
+        "is the number of powers).",
+        default=(1.0, 1.0, 7.81, 45.28),
+    )
+    degree_power: float = _help(
+        "FastRP: beta, the power of its degree each node's random vector is scaled by "
+        "(negative: common nodes count less).",
+        default=-0.628,
+    )
 
 
 @dataclass(frozen=True)
@@ -420,6 +434,20 @@ class Config:
             ">= 0",
             self.embedding.svd_iterations,
         )
+        _check(
+            all(math.isfinite(w) for w in self.embedding.iteration_weights)
+            and len(self.embedding.iteration_weights) <= 16,
+            "embedding.iteration_weights",
+            "1 to 16 finite numbers",
+            list(self.embedding.iteration_weights),
+        )
+        _check(
+            math.isfinite(self.embedding.degree_power),
+            "embedding.degree_power",
+            "a finite number",
+            self.embedding.degree_power,
+        )
+        _reject_other_methods(self.embedding)
         _check(0 <= self.seed < 2**31, "seed", "in [0, 2^31)", self.seed)
         if self.output.path and self.output.table:
             raise ConfigError(
@@ -458,6 +486,29 @@ class Config:
         return json.dumps(to_dict(self), sort_keys=True)
 
 
+# The embedding.* settings only one method reads; set with another method they are refused.
+METHOD_SETTINGS = {
+    EmbedderKind.PRONE: ("order", "mu", "theta", "svd_iterations"),
+    EmbedderKind.FASTRP: ("iteration_weights", "degree_power"),
+}
+
+
+def _reject_other_methods(cfg: EmbeddingConfig) -> None:
+    default = EmbeddingConfig()
+    for method, keys in METHOD_SETTINGS.items():
+        if method is cfg.method:
+            continue
+        for key in keys:
+            value = getattr(cfg, key)
+            if value != getattr(default, key):
+                raise ConfigError(
+                    f"embedding.{key} is a setting of embedding.method={method.value}; "
+                    f"embedding.method={cfg.method.value} does not read it. Found "
+                    f"embedding.{key}={to_dict(value)!r}: unset it or choose "
+                    f"embedding.method={method.value}."
+                )
+
+
 def _check(ok: bool, key: str, expected: str, found: Any) -> None:
     if not ok:
         raise ConfigError(f"{key} must be {expected}; found {found!r}")
@@ -490,6 +541,8 @@ def to_dict(obj: Any) -> Any:
         return obj.value
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return [to_dict(v) for v in obj]
     return obj
 
 
@@ -510,6 +563,11 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         except ValueError:
             choices = ", ".join(m.value for m in tp)
             raise ConfigError(f"{key} must be one of {choices}; found {value!r}") from None
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{key} must be a non-empty list; found {value!r}")
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping; found {value!r}")

@@ -468,7 +468,7 @@ def _embed_whole(graph: Graph, program: Program) -> DataFrame:
         graph.nodes.select(zero, "id"),
         graph.edges.select(zero, "src", "dst", "weight"),
         ["part"],
-        type(program),
+        program,
         lambda _key: program,
     ).select("id", "part", "vec")
 

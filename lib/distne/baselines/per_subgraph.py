@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from distne.config import Config
-from distne.embedders import make_program, program_class
+from distne.embedders import make_program
 from distne.engine.local import embed_groups
 from distne.partition import Partitioning
 
@@ -43,7 +43,7 @@ def embed_subgraphs(
         nodes.withColumn("level", F.col("level").cast("long")),
         edges.withColumn("level", F.col("level").cast("long")),
         ["level", "part"],
-        program_class(cfg.method),
+        make_program(cfg, seed),
         lambda key: make_program(cfg, subgraph_seed(seed, key[0], key[1])),
         done=(lambda: done.add(1)) if done is not None else None,
     )

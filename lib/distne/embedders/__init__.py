@@ -8,15 +8,11 @@ subgraphs, and both give the same vectors. A new embedder is one new module and 
 from __future__ import annotations
 
 from distne.config import EmbedderKind, EmbeddingConfig
+from distne.embedders.fastrp import FastRP
 from distne.embedders.prone import Prone
 from distne.engine.program import Program
 
-_REGISTRY: dict[EmbedderKind, type] = {EmbedderKind.PRONE: Prone}
-
-
-def program_class(kind: EmbedderKind) -> type:
-    """The program class registered for ``kind`` (its ``edge_values`` need no instance)."""
-    return _REGISTRY[kind]
+_REGISTRY: dict[EmbedderKind, type] = {EmbedderKind.PRONE: Prone, EmbedderKind.FASTRP: FastRP}
 
 
 def make_program(cfg: EmbeddingConfig, seed: int) -> Program:

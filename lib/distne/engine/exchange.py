@@ -68,6 +68,7 @@ from distne.engine.program import (
     block_input,
     build_block,
     column_tops,
+    edge_columns,
     gram_of,
     leaf_product,
     signs_of,
@@ -165,15 +166,16 @@ def _resolve_routes(records: Iterator) -> Iterator:
 
 
 def _leaf_blobs(
-    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program_class: type
+    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program: Program
 ) -> tuple[DataFrame, int]:
     """Every leaf's pickled :class:`LeafBlock` as ``part, seq, blob`` rows; the leaf count."""
     spark.sparkContext.setJobDescription("exchange setup")
-    values = tuple(program_class.values)
-    table = program_class.edge_values(directed_edges(edges), [])
+    values = tuple(program.values)
+    table = program.edge_values(directed_edges(edges), [])
     leaf_r = leaf.select(F.col("id").alias("r"), "part")
     leaf_c = leaf.select(F.col("id").alias("c"), F.col("part").alias("part_c"))
-    table = table.join(leaf_r, "r").join(leaf_c, "c").select("part", "r", "c", *values, "part_c")
+    table = table.join(leaf_r, "r").join(leaf_c, "c")
+    table = table.select("part", "r", "c", *edge_columns(values), "part_c")
     # Fresh column references: ``table`` was joined with ``leaf`` and a cogroup of the two
     # would otherwise be an ambiguous self-join.
     own = leaf.select(F.col("id").alias("id"), (F.col("part") + 0).alias("part"))
@@ -190,7 +192,7 @@ def leaf_blocks(
     spark: SparkSession,
     edges: DataFrame,
     leaf: DataFrame,
-    program_class: type,
+    program: Program,
     partitions: int | None = None,
 ) -> tuple[RDD, int]:
     """Every leaf's :class:`LeafBlock` as ``(part, ("E", block))``, in ``N`` Spark partitions.
@@ -199,7 +201,7 @@ def leaf_blocks(
     partition ``part % N``, under the partitioner every RDD of the shuffle transport shares.
     The RDD is cached; the caller unpersists it.
     """
-    blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
+    blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
     n_parts = max(1, min(leaves, partitions or spark.sparkContext.defaultParallelism))
     blocks = (
         blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
@@ -238,7 +240,7 @@ def barrier_input(
     spark: SparkSession,
     edges: DataFrame,
     leaf: DataFrame,
-    program_class: type,
+    program: Program,
     partitions: int,
     runtime: RuntimeConfig,
 ) -> tuple[RDD, int]:
@@ -258,7 +260,7 @@ def barrier_input(
 
     def routed() -> tuple[DataFrame, int]:
         # A function of its own: nothing made here outlives it but the rows it returns.
-        blobs, leaves = _leaf_blobs(spark, edges, leaf, program_class)
+        blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
         n_parts = max(1, min(leaves, partitions))
         rows = (
             blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
@@ -760,11 +762,11 @@ def embed_exchange(
         slots = task_slots(spark)
         before = persisted(spark)
         blocks, n_parts = barrier_input(
-            spark, edges, leaf, type(program), min(partitions or slots, slots), config.runtime
+            spark, edges, leaf, program, min(partitions or slots, slots), config.runtime
         )
         routed = persisted(spark) - before  # unpersisted once the barrier stage has run
     else:
-        blocks, n_parts = leaf_blocks(spark, edges, leaf, type(program), partitions)
+        blocks, n_parts = leaf_blocks(spark, edges, leaf, program, partitions)
     sc = spark.sparkContext
     state: ShuffleExchange | None = None
     try:

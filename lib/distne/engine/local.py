@@ -22,6 +22,7 @@ from distne.engine.program import (
     Program,
     build_block,
     column_tops,
+    edge_columns,
     gram_of,
     leaf_product,
     signs_of,
@@ -79,7 +80,7 @@ def embed_groups(
     nodes: DataFrame,
     edges: DataFrame,
     keys: Sequence[str],
-    program_class: type,
+    template: Program,
     make_program: Callable[[tuple[int, ...]], Program],
     done: Callable[[], None] | None = None,
 ) -> DataFrame:
@@ -88,7 +89,7 @@ def embed_groups(
     Args:
         nodes: ``*keys, id``: every node of every group (isolated ones included).
         edges: ``*keys, src, dst, weight``: each edge of a group once.
-        program_class: the program's class, whose ``edge_values`` define its matrices.
+        template: a program whose ``edge_values`` define the matrices of every group's.
         make_program: the program for one group, from the group's key values.
         done: called in the worker after each group (e.g. an accumulator's ``add(1)``).
 
@@ -96,8 +97,8 @@ def embed_groups(
         ``id, *keys, vec`` (keys as longs, ``vec`` the program's ``array<float>`` output).
     """
     k = list(keys)
-    table = program_class.edge_values(directed_edges(edges, k), k)
-    values = tuple(program_class.values)
+    table = template.edge_values(directed_edges(edges, k), k)
+    values = tuple(template.values)
 
     def embed_group(key: tuple[pa.Scalar, ...], group_nodes: pa.Table, group_edges: pa.Table):
         key_values = tuple(int(s.as_py()) for s in key)
@@ -129,6 +130,6 @@ def embed_groups(
     return (
         nodes.select(*k, "id")
         .groupBy(*k)
-        .cogroup(table.select(*k, "r", "c", *values).groupBy(*k))
+        .cogroup(table.select(*k, "r", "c", *edge_columns(values)).groupBy(*k))
         .applyInArrow(embed_group, schema)
     )

@@ -79,9 +79,9 @@ class Program(Protocol):
     values: tuple[str, ...]
     dim: int
 
-    @staticmethod
-    def edge_values(directed: DataFrame, keys: Sequence[str]) -> DataFrame:
-        """Per directed edge: ``*keys, r, c`` and one column per name in ``values``.
+    def edge_values(self, directed: DataFrame, keys: Sequence[str]) -> DataFrame:
+        """Per directed edge: ``*keys, r, c``, the weight ``w`` and one column per name in
+        ``values`` (``w`` may be one of them).
 
         ``directed`` holds ``*keys, r, c, weight`` with both orientations of every edge; graphs
         with different ``keys`` are separate graphs (the baselines embed many at once).
@@ -97,6 +97,12 @@ class Program(Protocol):
         ...
 
     def run(self, backend: Backend) -> None: ...
+
+
+def edge_columns(values: Sequence[str]) -> list[str]:
+    """The columns of :meth:`Program.edge_values` a leaf's block is built from: the
+    program's ``values`` and the weight ``w`` (every block's degrees), each once."""
+    return list(dict.fromkeys([*values, "w"]))
 
 
 @dataclass
