@@ -87,7 +87,6 @@ def real_graph(graph: str, methods: list[str], graphframes: bool, work: Path) ->
         python = str(ROOT / ".venv" / "bin" / "python")
         cmd = [python, "-c", PEER, str(train), str(work / "graphframes"), str(work / "gf-work")]
         runs["graphframes"] = (cmd, graphframes_env(work.parent))
-    cross = work / f"{methods[0]}-exchange"
     results = {}
     for name, (cmd, env) in runs.items():
         r = _checked(cmd, work / f"{name}.log", env)
@@ -96,8 +95,11 @@ def real_graph(graph: str, methods: list[str], graphframes: bool, work: Path) ->
             summary = json.loads(r["stdout"])
             row["leaves"] = summary["leaf_subgraphs"]
             row["embed_seconds"] = round(summary["seconds"]["embed"], 1)
-        row.update(_evaluate(work / name, test, labels, cross, work / f"{name}-evaluate.log"))
         results[name] = row
+    # Scored once every table exists: the cross pairs are those of the first exchange run.
+    cross = work / f"{methods[0]}-exchange"
+    for name, row in results.items():
+        row.update(_evaluate(work / name, test, labels, cross, work / f"{name}-evaluate.log"))
         print(json.dumps({graph: {name: row}}), flush=True)
     return results
 
