@@ -152,8 +152,9 @@ def main() -> None:
     for graph, rows in report["graphs"].items():
         for name, r in rows.items():
             cells = [r.get("leaves"), r["seconds"], r.get("embed_seconds"), r["peak_gb"]]
-            cells += [r["auc"], r["auc_cross"], r["micro_f1"], r["macro_f1"]]
-            print(f"| {graph} | {name} | " + " | ".join(_cell(c) for c in cells) + " |")
+            scores = [r["auc"], r["auc_cross"], r["micro_f1"], r["macro_f1"]]
+            shown = ["—" if c is None else str(c) for c in cells] + [_cell(c) for c in scores]
+            print(f"| {graph} | {name} | " + " | ".join(shown) + " |")
     for method, r in report.get("timed", {}).items():
         print(
             f"generated {r['edges']:,} edges, {method}: embed {r['embed_seconds']} s "
