@@ -79,7 +79,9 @@ def test_exchange_equals_plain_prone_whatever_the_leaves(spark, case, leaves, tr
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk(spark, case):
+def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk(
+    spark, case, tmp_path
+):
     # Shuffle output order varies between runs; partial sums must not follow it. Leaves kept
     # on disk change where arrays wait between steps, not the bits.
     g, cfg, _, _ = case
@@ -95,6 +97,16 @@ def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk
     ]
     assert np.array_equal(runs[0], runs[1])
     assert np.array_equal(runs[0], runs[2])
+    # The blocks written to a folder first (the pipeline's run folder), the setup's shuffles
+    # let go: the same bits, and the folder holds every leaf's block.
+    kept = tmp_path / "blocks"
+    out = embed_exchange(
+        spark, _edges(spark, g), leaf, program, cfg, partitions=2, keep_blocks=str(kept)
+    )
+    assert np.array_equal(runs[0], _sorted(out)[1])
+    assert {r["part"] for r in spark.read.parquet(str(kept)).select("part").collect()} == set(
+        range(7)
+    )
     # Reliable checkpoints (the session's checkpoint folder) instead of local ones.
     folder = spark.sparkContext.getCheckpointDir()
     reliable = replace(

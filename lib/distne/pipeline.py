@@ -380,8 +380,9 @@ def _embed(
         summary.partition = parts.summary()
         if plan.mode is RunMode.EXCHANGE:
             snapshots = stages.snapshots if stages is not None else None
+            blocks = stages.exchange_blocks if stages is not None else None
             fused = _embed_exchange(
-                spark, graph, parts, plan, config, program, progress, summary, snapshots
+                spark, graph, parts, plan, config, program, progress, summary, snapshots, blocks
             )
         else:
             fused = _embed_baseline(spark, parts, config, progress, summary)
@@ -483,6 +484,7 @@ def _embed_exchange(
     progress: Progress,
     summary: RunSummary,
     snapshots: str | None = None,
+    blocks: str | None = None,
 ) -> DataFrame:
     transport, spill, why = pick_transport(
         config,
@@ -532,6 +534,7 @@ def _embed_exchange(
             transport,
             spill,
             snapshots,
+            blocks,
         )
     summary.seconds["embed"] = t["seconds"]
     return fused

@@ -158,6 +158,11 @@ class RunFolder:
         return f"{self.path}/exchange"
 
     @property
+    def exchange_blocks(self) -> str:
+        """Where the exchange's setup writes the leaf blocks its barrier stage reads."""
+        return f"{self.path}/exchange-blocks"
+
+    @property
     def local_snapshots(self) -> str | None:
         """:attr:`snapshots` as a local path, which barrier tasks need, or None."""
         return posix_path(self.spark, self.snapshots)
@@ -258,7 +263,7 @@ class RunFolder:
 
     def drop_partition(self) -> None:
         """Remove the kept partition and the exchange state computed on it."""
-        for name in ("partition.json", "partition", "exchange"):
+        for name in ("partition.json", "partition", "exchange", "exchange-blocks"):
             fs, jpath = hadoop_path(self.spark, f"{self.path}/{name}")
             fs.delete(jpath, True)
 

@@ -57,7 +57,7 @@ from pyspark import RDD, BarrierTaskContext, StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from distne.config import Config, ConfigError, RuntimeConfig, Transport
+from distne.config import Config, ConfigError, Transport
 from distne.engine.local import BYTES_PER_DIRECTED_EDGE, STATE_COPIES, directed_edges
 from distne.engine.mesh import HALO, REQUEST, Mesh, listen
 from distne.engine.program import (
@@ -79,10 +79,8 @@ from distne.graph import VECTORS_SCHEMA, vectors_table
 from distne.sparkutil import (
     cut_lineage,
     cut_rdd_lineage,
-    persisted,
     posix_path,
     shuffles_let_go,
-    unpersist,
 )
 
 
@@ -242,7 +240,7 @@ def barrier_input(
     leaf: DataFrame,
     program: Program,
     partitions: int,
-    runtime: RuntimeConfig,
+    keep_at: str | None = None,
 ) -> tuple[RDD, int]:
     """The barrier stage's input: ``part, seq, blob`` rows, leaf ``part`` in Spark partition
     ``part % N`` (``N``: ``partitions``, at most one per leaf), sorted by ``part, seq``.
@@ -251,27 +249,34 @@ def barrier_input(
     the blocks, and each task reassembles its leaves one at a time as their rows arrive
     (:func:`_assembled`) in the same Python worker that runs them.
 
-    The routed blocks are materialised and their lineage cut (:func:`cut_lineage`, persisted
-    RDDs the caller unpersists), and the shuffle files that built them are let go
-    (:func:`shuffles_let_go`): the joins and groupings of every directed edge took ~190
-    bytes per edge of local disk (33 GB at 100M edges), which a barrier stage reading them
-    directly kept until it ended, beside the state it grew; the blocks take ~25.
+    ``keep_at`` (a folder of the run folder): the blocks are written there first and the
+    shuffle files that built them are let go (:func:`shuffles_let_go`): the joins and
+    groupings of every directed edge take ~190 bytes per edge of local disk (33 GB at 100M
+    edges), which a barrier stage reading them kept until it ended, beside the state it
+    grew. The stage then reads the blocks from the folder (~25 bytes an edge, routed by one
+    more shuffle of that size); a lost executor's part is read again from there. Without it,
+    the stage reads the setup's last shuffle.
     """
 
-    def routed() -> tuple[DataFrame, int]:
-        # A function of its own: nothing made here outlives it but the rows it returns.
+    def routed(blobs: DataFrame, n_parts: int) -> RDD:
+        rows = blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
+        return rows.sortWithinPartitions("part", "seq").select("part", "seq", "blob").rdd
+
+    if keep_at is None:
         blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
         n_parts = max(1, min(leaves, partitions))
-        rows = (
-            blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
-            .sortWithinPartitions("part", "seq")
-            .select("part", "seq", "blob")
-        )
-        return cut_lineage(rows, runtime), n_parts
+        return routed(blobs, n_parts), n_parts
+
+    def written() -> int:
+        # A function of its own: nothing made here outlives it, so its shuffles can go.
+        blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
+        blobs.write.mode("overwrite").parquet(keep_at)
+        return leaves
 
     with shuffles_let_go(spark):
-        rows, n_parts = routed()
-    return rows.rdd, n_parts
+        leaves = written()
+    n_parts = max(1, min(leaves, partitions))
+    return routed(spark.read.parquet(keep_at), n_parts), n_parts
 
 
 def _assembled(rows: Iterator) -> Iterator[tuple[int, LeafBlock]]:
@@ -643,18 +648,18 @@ def exchange_disk_bytes(
     """About how much local disk (Spark's local dirs, all executors together) the exchange
     takes at its widest, for ``edges`` undirected edges over ``nodes`` nodes.
 
-    The larger of the setup (its shuffle files and the routed blocks they end in) and the
-    program's run: the routed blocks; with leaves on disk (``spill``) the store's copy of
-    their matrices, the state at its widest (:meth:`Program.state_width`) and a product's halo
-    waiting on disk; with ``snapshots`` on a local path, one more copy of the state (a
-    snapshot keeps the state it saved while the store moves on). At 100M edges: setup ~37 GB,
-    run ~4 + 4 + 20 + 5 + 20 GB.
+    The larger of the setup (its shuffle files and the blocks they end in) and the
+    program's run: the blocks (kept, and routed); with leaves on disk (``spill``) the store's
+    copy of their matrices, the state at its widest (:meth:`Program.state_width`) and a
+    product's halo waiting on disk; with ``snapshots`` on a local path, one more copy of the
+    state (a snapshot keeps the state it saved while the store moves on). At 100M edges:
+    setup ~37 GB, run ~8 + 4 + 20 + 5 + 20 GB.
     """
     row = np.dtype(DTYPE).itemsize
     state = nodes * program.state_width() * row
     blocks = 2 * edges * MATRIX_DISK_PER_DIRECTED_EDGE
     setup = 2 * edges * SHUFFLE_DISK_PER_DIRECTED_EDGE + blocks
-    run = blocks
+    run = 2 * blocks  # in the run folder, and in the shuffle routing them to the tasks
     if spill:
         run += blocks + state + nodes * program.dim * row
     if snapshots:
@@ -734,6 +739,7 @@ def embed_exchange(
     transport: Transport = Transport.BARRIER,
     spill: bool = False,
     snapshots: str | None = None,
+    keep_blocks: str | None = None,
 ) -> DataFrame:
     """``program`` on the whole graph computed leaf by leaf: ``id, part, vec`` for every node.
 
@@ -752,6 +758,8 @@ def embed_exchange(
             transport's tasks write it with plain file calls, so there it must resolve to
             the local file system (a local path, or one mounted on every worker), else no
             snapshots are taken.
+        keep_blocks: barrier only: a folder (Hadoop path) where the leaf blocks are written
+            so that the setup's shuffle files can go (see :func:`barrier_input`).
 
     Returns:
         The vectors, materialised (the exchange's cached state is released before returning).
@@ -760,11 +768,9 @@ def embed_exchange(
     # executors' heap (at 30M edges the output kept in memory ran a 4 GB heap out).
     if transport is Transport.BARRIER:
         slots = task_slots(spark)
-        before = persisted(spark)
         blocks, n_parts = barrier_input(
-            spark, edges, leaf, program, min(partitions or slots, slots), config.runtime
+            spark, edges, leaf, program, min(partitions or slots, slots), keep_blocks
         )
-        routed = persisted(spark) - before  # unpersisted once the barrier stage has run
     else:
         blocks, n_parts = leaf_blocks(spark, edges, leaf, program, partitions)
     sc = spark.sparkContext
@@ -809,8 +815,5 @@ def embed_exchange(
     finally:
         if state is not None:
             state.close()
-        if transport is Transport.BARRIER:
-            unpersist(spark, routed)
-        else:
-            blocks.unpersist()
+        blocks.unpersist()
         sc.setJobDescription(None)
