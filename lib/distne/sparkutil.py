@@ -110,25 +110,16 @@ def releasing(spark: SparkSession, release: bool = True) -> Iterator[None]:
     the partition stage's checkpoints stayed on disk through the exchange that followed.
     A block that raises keeps them (a retry may still read them).
     """
-    before = persisted(spark) if release else set()
+    jsc = spark.sparkContext._jsc
+    before = set(jsc.getPersistentRDDs().keys()) if release else set()
     yield
     if release:
-        unpersist(spark, persisted(spark) - before)
-
-
-def persisted(spark: SparkSession) -> set[int]:
-    """The ids of the RDDs the JVM holds persisted (cached or locally checkpointed)."""
-    return set(spark.sparkContext._jsc.getPersistentRDDs().keys())
-
-
-def unpersist(spark: SparkSession, ids: set[int]) -> None:
-    """Unpersist the persisted RDDs ``ids`` (from :func:`persisted`), without waiting."""
-    # Spark warns of each one that its lineage "cannot be recomputed after unpersisting":
-    # true, and the reason they are released.
-    with _quiet(spark, "org.apache.spark.rdd.MapPartitionsRDD"):
-        for rdd_id, rdd in spark.sparkContext._jsc.getPersistentRDDs().items():
-            if rdd_id in ids:
-                rdd.unpersist(False)
+        # Spark warns of each one that its lineage "cannot be recomputed after unpersisting":
+        # true, and the reason they are released here.
+        with _quiet(spark, "org.apache.spark.rdd.MapPartitionsRDD"):
+            for rdd_id, rdd in jsc.getPersistentRDDs().items():
+                if rdd_id not in before:
+                    rdd.unpersist(False)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from distne.config import EmbeddingConfig
-from distne.engine.program import Backend, Product
+from distne.engine.program import Backend, Product, at_both_ends, weighted_degrees
 
 
 def _first(weight: float, last: bool, s: np.ndarray, mv: np.ndarray, deg: np.ndarray):
@@ -76,21 +76,14 @@ class FastRP:
         """``*keys, r, c, w, p, p0``: the weight, ``P[r, c] = w_rc / deg_r`` and
         ``(P D^beta)[r, c] = P[r, c] deg_c^beta``."""
         k = list(keys)
-        degree = directed.groupBy(*k, "r").agg(F.sum("weight").alias("deg"))
-        at_r = degree.withColumnRenamed("deg", "deg_r")
-        at_c = degree.withColumnsRenamed({"r": "c", "deg": "deg_c"})
         p = F.col("weight") / F.col("deg_r")
-        return (
-            directed.join(at_r, [*k, "r"])
-            .join(at_c, [*k, "c"])
-            .select(
-                *k,
-                "r",
-                "c",
-                F.col("weight").alias("w"),
-                p.alias("p"),
-                (p * F.pow("deg_c", F.lit(self.beta))).alias("p0"),
-            )
+        return at_both_ends(directed, weighted_degrees(directed, k), k).select(
+            *k,
+            "r",
+            "c",
+            F.col("weight").alias("w"),
+            p.alias("p"),
+            (p * F.pow("deg_c", F.lit(self.beta))).alias("p0"),
         )
 
     def products(self) -> int:

@@ -27,7 +27,14 @@ from pyspark.sql import functions as F
 from scipy.special import iv
 
 from distne.config import EmbeddingConfig
-from distne.engine.program import Backend, Product, top_pairs, whitening
+from distne.engine.program import (
+    Backend,
+    Product,
+    at_both_ends,
+    top_pairs,
+    weighted_degrees,
+    whitening,
+)
 
 
 def row_normalize_l2(x: np.ndarray) -> np.ndarray:
@@ -123,7 +130,7 @@ class Prone:
         tables, not a join of the edge table with itself.
         """
         k = list(keys)
-        degree = directed.groupBy(*k, "r").agg(F.sum("weight").alias("deg"))
+        degree = weighted_degrees(directed, k).withColumnRenamed("id", "r")
         trans = directed.join(degree, [*k, "r"]).select(
             *k, "c", (F.col("weight") / F.col("deg")).alias("t")
         )
@@ -137,20 +144,14 @@ class Prone:
             ),
             [*k, "r"],
         ).select(*k, F.col("r").alias("id"), F.log("deg").alias("ldeg"), "lneg")
-        at_r = node.withColumnsRenamed({"id": "r", "ldeg": "ldeg_r", "lneg": "lneg_r"})
-        at_c = node.withColumnsRenamed({"id": "c", "ldeg": "ldeg_c", "lneg": "lneg_c"})
         lw = F.log("weight")
-        return (
-            directed.join(at_r, [*k, "r"])
-            .join(at_c, [*k, "c"])
-            .select(
-                *k,
-                "r",
-                "c",
-                F.col("weight").alias("w"),
-                (lw - F.col("ldeg_r") - F.col("lneg_c")).alias("f"),
-                (lw - F.col("ldeg_c") - F.col("lneg_r")).alias("ft"),
-            )
+        return at_both_ends(directed, node, k).select(
+            *k,
+            "r",
+            "c",
+            F.col("weight").alias("w"),
+            (lw - F.col("ldeg_r") - F.col("lneg_c")).alias("f"),
+            (lw - F.col("ldeg_c") - F.col("lneg_r")).alias("ft"),
         )
 
     def products(self) -> int:

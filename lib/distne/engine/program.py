@@ -29,6 +29,7 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 # The state, the halo and the sparse matrices are float32 (half the memory and shuffle of
 # float64); reductions and the small matrices derived from them are float64.
@@ -97,6 +98,21 @@ class Program(Protocol):
         ...
 
     def run(self, backend: Backend) -> None: ...
+
+
+def weighted_degrees(directed: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """``*keys, id, deg``: each node's weighted degree, from ``edge_values``' ``directed``."""
+    return directed.groupBy(*keys, F.col("r").alias("id")).agg(F.sum("weight").alias("deg"))
+
+
+def at_both_ends(directed: DataFrame, node: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """``directed`` with the per-node columns of ``node`` (``*keys, id, ...``) joined at each
+    end of every edge, named with ``_r`` and ``_c``: node tables, not a join of the edge
+    table with itself."""
+    cols = [c for c in node.columns if c not in (*keys, "id")]
+    at_r = node.withColumnsRenamed({"id": "r", **{c: f"{c}_r" for c in cols}})
+    at_c = node.withColumnsRenamed({"id": "c", **{c: f"{c}_c" for c in cols}})
+    return directed.join(at_r, [*keys, "r"]).join(at_c, [*keys, "c"])
 
 
 def edge_columns(values: Sequence[str]) -> list[str]:
