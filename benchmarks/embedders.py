@@ -4,6 +4,8 @@ and each one's embed time on a generated graph.
     .venv/bin/python benchmarks/embedders.py [--graphs ppi github-musae ...]
         [--methods prone fastrp] [--no-graphframes] [--time-edges 1e6] [--work /tmp/distne-emb]
 
+(``--graphs`` with no names: the timing run alone.)
+
 Per graph, each step a process of its own under a sampler of its whole process tree
 (``scale.measure``): ``distne split`` (10% of edges held out, as many non-edges), then for
 every method ``distne run`` on the training edges as one piece (``run.mode=local``) and over
@@ -132,7 +134,7 @@ def _cell(v: object) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--graphs", nargs="+", choices=sorted(GRAPHS), default=sorted(GRAPHS))
+    ap.add_argument("--graphs", nargs="*", choices=sorted(GRAPHS), default=sorted(GRAPHS))
     ap.add_argument("--methods", nargs="+", default=["prone", "fastrp"])
     ap.add_argument("--no-graphframes", action="store_true")
     ap.add_argument("--time-edges", type=float, default=1e6, help="0: no timing run")

@@ -1,9 +1,10 @@
 """FastRP on one machine, written from the paper's definition with scipy: the oracle the
 engine's FastRP program is tested against.
 
-    N_1 = P D^beta R,  N_k = P N_{k-1},  N = sum_k a_k N_k,  columns standardised,
+    N_1 = P D^beta R,  N_k = P N_{k-1},  N = sum_k a_k norm(N_k),  columns standardised,
 
-with ``P = D^-1 A`` and ``R`` the id-drawn Gaussian basis (the draw the engine shares across
+with ``P = D^-1 A``, ``norm`` each row to unit length (or the identity) and ``R`` the id-drawn
+Gaussian basis (the draw the engine shares across
 machines; any other Gaussian draw would give other, equally valid, vectors).
 """
 
@@ -21,6 +22,7 @@ def fastrp(
     beta: float,
     seed: int,
     ids: np.ndarray,
+    normalize: bool = False,
 ) -> np.ndarray:
     """FastRP vectors of the nodes ``ids`` (rows and columns of ``adj``, in that order)."""
     adj = sp.csr_matrix(adj, dtype=np.float64)
@@ -31,9 +33,16 @@ def fastrp(
     p = sp.diags(inv) @ adj
     r = id_gaussian(ids, dim, seed)
     n_k = p @ (scale[:, None] * r)
-    total = weights[0] * n_k
+
+    def norm(u: np.ndarray) -> np.ndarray:
+        if not normalize:
+            return u
+        lengths = np.linalg.norm(u, axis=1, keepdims=True)
+        return u / np.where(lengths > 0, lengths, 1.0)
+
+    total = weights[0] * norm(n_k)
     for a in weights[1:]:
         n_k = p @ n_k
-        total = total + a * n_k
+        total = total + a * norm(n_k)
     std = total.std(axis=0)
     return (total - total.mean(axis=0)) / np.where(std > 0, std, 1.0)

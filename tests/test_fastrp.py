@@ -20,25 +20,35 @@ def _graph():
     return g
 
 
-@pytest.fixture(scope="module")
-def case():
+def _case(*settings: str):
+    """The graph, a FastRP config with ``settings``, its node ids and the oracle's vectors."""
     g = _graph()
     cfg = make_config(
         "embedding.method=fastrp",
         "embedding.dim=16",
         "embedding.iteration_weights=[0.5, 1.0, 4.0]",
         "embedding.degree_power=-0.5",
+        *settings,
     )
     ids = np.array(sorted(g.nodes))
     adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids.tolist(), format="csr"))
     e = cfg.embedding
-    want = fastrp(adj, e.dim, e.iteration_weights, e.degree_power, cfg.seed, ids)
+    want = fastrp(
+        adj, e.dim, e.iteration_weights, e.degree_power, cfg.seed, ids, e.normalize_iterates
+    )
     return g, cfg, ids, want
 
 
+@pytest.fixture(scope="module")
+def case():
+    return _case()  # iterates normalised, the default
+
+
 @pytest.mark.spark
-def test_local_backend_equals_plain_fastrp(spark, case):
-    g, cfg, ids, want = case
+@pytest.mark.parametrize("normalize", [True, False])
+def test_local_backend_equals_plain_fastrp(spark, normalize):
+    g, cfg, ids, want = _case(f"embedding.normalize_iterates={str(normalize).lower()}")
+    assert cfg.embedding.normalize_iterates is normalize
     got_ids, got = embed_whole(spark, g, make_program(cfg.embedding, cfg.seed))
     assert (got_ids == ids).all()
     np.testing.assert_allclose(got, want, atol=1e-4)
@@ -74,6 +84,10 @@ def test_fastrp_settings_are_read_and_checked():
         make_config("embedding.degree_power=-0.5")  # the default method is prone
     with pytest.raises(ConfigError, match=r"embedding.iteration_weights must be a non-empty"):
         make_config("embedding.method=fastrp", "embedding.iteration_weights=[]")
+    with pytest.raises(ConfigError, match=r"embedding.iteration_weights must be .*not all zero"):
+        make_config("embedding.method=fastrp", "embedding.iteration_weights=[0, 0]")
+    with pytest.raises(ConfigError, match=r"embedding.normalize_iterates is a setting of .*fastrp"):
+        make_config("embedding.normalize_iterates=false")
     with pytest.raises(ConfigError, match=r"embedding.iteration_weights\[1\] must be a number"):
         make_config("embedding.method=fastrp", "embedding.iteration_weights=[1, x]")
     with pytest.raises(ConfigError, match=r"embedding.degree_power must be a finite number"):
