@@ -285,18 +285,21 @@ def test_a_run_that_may_not_fit_the_local_disk_says_so_before_the_exchange(
 ):
     """The exchange's local disk (its setup's shuffle files, leaves kept on disk) grows with
     the edges; where the driver sees Spark's local dir (a local master) and it has less free
-    than the estimate, the run warns before the exchange starts, and still runs."""
+    than the estimate, the run warns before the exchange starts, and still runs. The setup's
+    blocks go to the run folder (and its shuffle files are let go) only where those files
+    would take a tenth of the free disk or more."""
     import distne.pipeline as pipeline_module
     from distne.embedders import make_program
-    from distne.engine.exchange import exchange_disk_bytes
+    from distne.engine.exchange import blocks_worth_keeping, exchange_disk_bytes
 
     f = tmp_path / "ring.tsv"
     f.write_text("\n".join(f"{i}\t{(i * 7 + 1) % 60}" for i in range(60)) + "\n")
     common = ("partition.max_nodes=20", "embedding.dim=8", f"input.path={f}")
-    roomy = run(
-        spark, make_config(*common, f"output.path={tmp_path / 'a'}", "runtime.progress=true")
-    )
+    common += ("runtime.progress=true", "runtime.keep_stages=true")
+    roomy = run(spark, make_config(*common, f"output.path={tmp_path / 'a'}"))
     assert "local disk needed" not in capsys.readouterr().err  # this machine has room
+    assert roomy.leaf_subgraphs > 1
+    assert not list(tmp_path.glob("a.distne-stages/*/exchange-blocks"))  # files few: kept
     program = make_program(make_config(*common).embedding, 42)
     need = exchange_disk_bytes(roomy.nodes, roomy.edges, program, spill=False, snapshots=True)
     state = roomy.nodes * program.state_width() * 4
@@ -308,10 +311,15 @@ def test_a_run_that_may_not_fit_the_local_disk_says_so_before_the_exchange(
     n, m = 10**10, 10**9  # many nodes for their edges: the state outgrows the setup
     huge = exchange_disk_bytes(n, m, program, True, True)
     assert huge == 3 * 2 * m * 25 + 2 * n * program.state_width() * 4 + n * 8 * 4
+    # Blocks not kept: the setup's shuffle files stay beside the run's state.
+    stay = exchange_disk_bytes(roomy.nodes, roomy.edges, program, False, True, kept=False)
+    assert stay == setup + state
+    assert not blocks_worth_keeping(10**6, 70 * 10**9)  # ~0.4 GB of shuffle files
+    assert blocks_worth_keeping(10**8, 70 * 10**9)  # ~38 GB
+    assert blocks_worth_keeping(10**3, None)  # a cluster's disks, not seen from the driver
     monkeypatch.setattr(pipeline_module, "local_disk_free", lambda s: ("/small", 1))
-    tight = run(
-        spark, make_config(*common, f"output.path={tmp_path / 'b'}", "runtime.progress=true")
-    )
+    tight = run(spark, make_config(*common, f"output.path={tmp_path / 'b'}"))
     err = capsys.readouterr().err
     assert "GB of local disk needed (shuffle files" in err and "GB free in /small" in err
     assert tight.leaf_subgraphs == roomy.leaf_subgraphs
+    assert len(list(tmp_path.glob("b.distne-stages/*/exchange-blocks"))) == 1

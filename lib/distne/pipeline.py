@@ -34,6 +34,7 @@ from distne.baselines.procrustes import fuse
 from distne.config import Config, RunMode, Transport, load_config, to_dict
 from distne.embedders import make_program
 from distne.engine.exchange import (
+    blocks_worth_keeping,
     dynamic_allocation,
     embed_exchange,
     exchange_disk_bytes,
@@ -498,8 +499,14 @@ def _embed_exchange(
     summary.plan += f"; {why}"
     progress.log(f"exchange: {why}")
     saving = bool(snapshots and config.runtime.snapshot_every)
-    need = exchange_disk_bytes(summary.nodes, summary.edges, program, spill, saving)
     free = local_disk_free(spark)
+    if transport is not Transport.BARRIER or not blocks_worth_keeping(
+        summary.edges, free[1] if free else None
+    ):
+        blocks = None  # the setup's shuffle files are few beside the free disk: they stay
+    need = exchange_disk_bytes(
+        summary.nodes, summary.edges, program, spill, saving, kept=blocks is not None
+    )
     if free is not None and free[1] < need:
         what = "shuffle files" + (", leaves and state" if spill else "")
         what += ", a snapshot of the state" if saving else ""

@@ -642,24 +642,48 @@ SHUFFLE_DISK_PER_DIRECTED_EDGE = 190
 MATRIX_DISK_PER_DIRECTED_EDGE = 25
 
 
+def setup_shuffle_bytes(edges: int) -> int:
+    """About how much local disk the exchange setup's shuffle files take, for ``edges``
+    undirected edges (all executors together)."""
+    return 2 * edges * SHUFFLE_DISK_PER_DIRECTED_EDGE
+
+
+# The setup's blocks go to the run folder, and its shuffle files are let go, once those files
+# would take more than this share of the free local disk (or the disk cannot be seen).
+KEEP_BLOCKS_ABOVE = 0.1
+
+
+def blocks_worth_keeping(edges: int, free: int | None) -> bool:
+    """Whether the exchange writes its leaf blocks to the run folder and lets the setup's
+    shuffle files go (:func:`barrier_input`'s ``keep_at``), for ``edges`` undirected edges
+    and ``free`` bytes of local disk (None: not visible from the driver, as on a cluster).
+
+    Letting go costs a write and a read of the blocks, a routing shuffle and a wait for the
+    driver's collector (~2 s at 1M edges) and saves ~190 bytes of disk per directed edge for
+    the whole run (33 GB at 100M edges): worth it only where that disk is scarce.
+    """
+    return free is None or setup_shuffle_bytes(edges) > KEEP_BLOCKS_ABOVE * free
+
+
 def exchange_disk_bytes(
-    nodes: int, edges: int, program: Program, spill: bool, snapshots: bool
+    nodes: int, edges: int, program: Program, spill: bool, snapshots: bool, kept: bool = True
 ) -> int:
     """About how much local disk (Spark's local dirs, all executors together) the exchange
     takes at its widest, for ``edges`` undirected edges over ``nodes`` nodes.
 
-    The larger of the setup (its shuffle files and the blocks they end in) and the
-    program's run: the blocks (kept, and routed); with leaves on disk (``spill``) the store's
-    copy of their matrices, the state at its widest (:meth:`Program.state_width`) and a
-    product's halo waiting on disk; with ``snapshots`` on a local path, one more copy of the
-    state (a snapshot keeps the state it saved while the store moves on). At 100M edges:
-    setup ~37 GB, run ~8 + 4 + 20 + 5 + 20 GB.
+    ``kept`` (:func:`blocks_worth_keeping`): the larger of the setup (its shuffle files and
+    the blocks they end in) and the program's run: the blocks (kept, and routed); with leaves
+    on disk (``spill``) the store's copy of their matrices, the state at its widest
+    (:meth:`Program.state_width`) and a product's halo waiting on disk; with ``snapshots`` on
+    a local path, one more copy of the state (a snapshot keeps the state it saved while the
+    store moves on). At 100M edges: setup ~37 GB, run ~8 + 4 + 20 + 5 + 20 GB. Not ``kept``:
+    the setup's shuffle files stay until the run ends, and the run reads its blocks from them.
     """
     row = np.dtype(DTYPE).itemsize
     state = nodes * program.state_width() * row
     blocks = 2 * edges * MATRIX_DISK_PER_DIRECTED_EDGE
-    setup = 2 * edges * SHUFFLE_DISK_PER_DIRECTED_EDGE + blocks
-    run = 2 * blocks  # in the run folder, and in the shuffle routing them to the tasks
+    setup = setup_shuffle_bytes(edges) + blocks
+    run = 2 * blocks if kept else setup  # kept: in the run folder, and routed to the tasks
     if spill:
         run += blocks + state + nodes * program.dim * row
     if snapshots:
