@@ -207,3 +207,27 @@ def test_dense_ids_follow_the_sort_order_across_partitions(spark, tmp_path):
     got = sorted((r["id"], r["node_id"]) for r in g.nodes.collect())
     used = sorted({a for a, b in rows if a != b} | {b for a, b in rows if a != b})
     assert got == list(enumerate(used))
+
+
+def test_with_a_runtime_the_input_is_read_once_and_checked_in_that_pass(spark, tmp_path):
+    """The pipeline's read (with a runtime) validates the rows while it materialises them:
+    the same checks and counts as a validation pass of its own, and nothing reads the input
+    again afterwards (the file can go)."""
+    from distne.ingest import build_graph, read_edges
+
+    f = tmp_path / "e.txt"
+    f.write_text("a b\nb c\nc c\nc a\nd d\n")
+    cfg = make_config(f"input.path={f}")
+    plain = read_edges(spark, cfg.input)
+    once = read_edges(spark, cfg.input, cfg.runtime)
+    assert (once.id_type, once.loops, once.pairs) == (plain.id_type, plain.loops, plain.pairs)
+    assert (once.id_type, once.loops, once.pairs) == (IdType.STRING, 2, 3)
+    f.unlink()
+    g = build_graph(once.frame, cfg.input, once.id_type, once.loops)
+    assert _edge_set(g) == {frozenset(p) for p in [("a", "b"), ("b", "c"), ("a", "c")]}
+    assert g.loop_only == 1  # d
+    with pytest.raises(Exception, match="(?i)not exist|FileNotFound"):
+        plain.frame.count()  # a plan still reads the file
+    f.write_text("a b\nc\n")
+    with pytest.raises(InputError, match="too few fields, e.g. 'c'"):
+        read_edges(spark, cfg.input, cfg.runtime)

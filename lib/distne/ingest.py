@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -274,9 +274,27 @@ def _extra_hint(cfg: InputConfig, what: str, weight_setting: str) -> str:
     return hint[0].upper() + hint[1:]
 
 
-def _validate(raw: DataFrame, cfg: InputConfig, text: bool, name: str) -> tuple[IdType, int, int]:
-    """Every check of the rows in one aggregate (one pass over the input); the id type, the
-    number of self-loop rows and the number of the others.
+class RawEdges(NamedTuple):
+    """Validated edges as given: ``frame`` has ``src``, ``dst`` (strings, the user's ids) and
+    ``weight`` (double), materialised where a ``runtime`` was given to read them; ``loops``
+    rows are self-loops, ``pairs`` rows join two ids."""
+
+    frame: DataFrame
+    id_type: IdType
+    loops: int
+    pairs: int
+
+
+def _validate(
+    raw: DataFrame, cfg: InputConfig, text: bool, name: str, runtime: RuntimeConfig | None
+) -> RawEdges:
+    """Every check of the rows in one aggregate; the rows ``src, dst, weight``, the id type,
+    the number of self-loop rows and the number of the others.
+
+    With ``runtime``, the aggregate is observed (``DataFrame.observe``) while the rows are
+    materialised (as ``runtime.lineage`` says), so the input is read and parsed once for both;
+    the rows returned are the materialised ones. Without it, the aggregate is a pass of its
+    own and the rows are returned as a plan (read again by whoever uses them).
 
     Raises :class:`InputError` for the first failed check, in the order below, with an example
     row: short text lines, unparsable weights, empty endpoints, weights that are not positive
@@ -342,7 +360,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool, name: str) -> tuple[
     is_int = F.col("src").rlike(_INTEGER) & F.col("dst").rlike(_INTEGER)
     src_l, dst_l = F.col("src").try_cast("long"), F.col("dst").try_cast("long")
     distinct_ends = F.coalesce(src_l != dst_l, F.col("src") != F.col("dst"))
-    row = raw.agg(
+    metrics = [
         *[
             F.first(F.when(bad, example), ignorenulls=True).alias(f"c{i}")
             for i, (bad, _) in enumerate(checks)
@@ -350,7 +368,14 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool, name: str) -> tuple[
         F.count(F.when(~is_int, 1)).alias("non_int"),
         F.count(F.when(distinct_ends, 1)).alias("pairs"),
         F.count(F.when(~distinct_ends, 1)).alias("loops"),
-    ).first()
+    ]
+    if runtime is None:
+        frame = raw.select("src", "dst", "weight")
+        row: Any = raw.agg(*metrics).first()
+    else:
+        seen = Observation()
+        frame = cut_lineage(raw.observe(seen, *metrics).select("src", "dst", "weight"), runtime)
+        row = seen.get
     assert row is not None
     for i, (_, message) in enumerate(checks):
         found = row[f"c{i}"]
@@ -370,7 +395,7 @@ def _validate(raw: DataFrame, cfg: InputConfig, text: bool, name: str) -> tuple[
     id_type = cfg.id_type
     if id_type is IdType.AUTO:
         id_type = IdType.STRING if row["non_int"] else IdType.LONG
-    return id_type, int(row["loops"]), int(row["pairs"])
+    return RawEdges(frame, id_type, int(row["loops"]), int(row["pairs"]))
 
 
 def read_table(spark: SparkSession, name: str) -> DataFrame:
@@ -384,42 +409,33 @@ def read_table(spark: SparkSession, name: str) -> DataFrame:
         ) from None
 
 
-class RawEdges(NamedTuple):
-    """Validated edges as given: ``frame`` has ``src``, ``dst`` (strings, the user's ids) and
-    ``weight`` (double); ``loops`` rows are self-loops, ``pairs`` rows join two ids."""
-
-    frame: DataFrame
-    id_type: IdType
-    loops: int
-    pairs: int
-
-
-def read_edges(spark: SparkSession, cfg: InputConfig) -> RawEdges:
-    """The edges named by ``cfg``, validated in one pass (:class:`InputError` otherwise)."""
+def read_edges(
+    spark: SparkSession, cfg: InputConfig, runtime: RuntimeConfig | None = None
+) -> RawEdges:
+    """The edges named by ``cfg``, validated in one pass (:class:`InputError` otherwise);
+    with ``runtime``, materialised in that same pass (see :func:`_validate`)."""
     check_local_input(cfg)
     if cfg.table:
-        return edges_from_frame(read_table(spark, cfg.table), cfg, repr(cfg.table))
+        return edges_from_frame(read_table(spark, cfg.table), cfg, repr(cfg.table), runtime)
     fmt = cfg.format if cfg.format is not InputFormat.AUTO else detect_format(cfg.path)
     text = fmt is InputFormat.TEXT
     raw = _read_text(spark, cfg.path, cfg) if text else _read_columns(spark, cfg.path, fmt, cfg)
-    return RawEdges(raw.select("src", "dst", "weight"), *_validate(raw, cfg, text, repr(cfg.path)))
+    return _validate(raw, cfg, text, repr(cfg.path), runtime)
 
 
-def edges_from_frame(edges: DataFrame, cfg: InputConfig, name: str = "edges") -> RawEdges:
+def edges_from_frame(
+    edges: DataFrame,
+    cfg: InputConfig,
+    name: str = "edges",
+    runtime: RuntimeConfig | None = None,
+) -> RawEdges:
     """:func:`read_edges` for edges already in a DataFrame (a GraphFrame's ``edges``, a
     table): the columns ``cfg`` names (``src``, ``dst``, optionally a weight), validated in
     one pass; ``name`` says which DataFrame in messages."""
-    raw = _columns(edges, name, cfg)
-    return RawEdges(raw.select("src", "dst", "weight"), *_validate(raw, cfg, False, name))
+    return _validate(_columns(edges, name, cfg), cfg, False, name, runtime)
 
 
-def build_graph(
-    raw: DataFrame,
-    cfg: InputConfig,
-    id_type: IdType,
-    loops: int = 0,
-    runtime: RuntimeConfig | None = None,
-) -> Graph:
+def build_graph(raw: DataFrame, cfg: InputConfig, id_type: IdType, loops: int = 0) -> Graph:
     """Clean validated raw edges and map the user's ids to dense longs ``0..n-1``.
 
     Self-loops are dropped, and with them ids that appear only in self-loops: they have no
@@ -429,9 +445,8 @@ def build_graph(
     weighted multigraph keeps its total weight); undirected graphs store ``src < dst``.
     Dense ids follow the sort order of the user's ids, so the same input gives the same ids.
 
-    With ``runtime``, the typed rows are materialised once (as ``runtime.lineage`` says) and
-    both the ids and the edges are read from them, so text is parsed twice in all (here and
-    by the validation), not three times.
+    ``raw`` is read three times (the ids, the edges, the self-loops): :func:`read_edges` with
+    a ``runtime`` gives it materialised, so the input is parsed once in all.
     """
     key_type = T.LongType() if id_type is IdType.LONG else T.StringType()
     typed = raw.select(
@@ -439,8 +454,6 @@ def build_graph(
         F.col("dst").try_cast(key_type).alias("dst"),
         "weight",
     )
-    if runtime is not None:
-        typed = cut_lineage(typed, runtime)
     nodes = dense_index(
         endpoints(typed.where(F.col("src") != F.col("dst")), "node_id"), key_type, "id"
     )
@@ -473,13 +486,13 @@ def build_graph(
 def ingest(spark: SparkSession, cfg: InputConfig, runtime: RuntimeConfig | None = None) -> Graph:
     """Read and clean the edge list named by ``cfg``; raise :class:`InputError` on bad input.
 
-    ``runtime`` (the pipeline passes it): materialise the parsed rows once, see
-    :func:`build_graph`.
+    ``runtime`` (the pipeline passes it): the input is read and parsed once, its rows
+    materialised as ``runtime.lineage`` says (see :func:`_validate`).
 
     Example:
         >>> g = ingest(spark, InputConfig(path="data/sample/ppi/edges.tsv"))  # doctest: +SKIP
         >>> g.edges.columns
         ['src', 'dst', 'weight']
     """
-    raw = read_edges(spark, cfg)
-    return build_graph(raw.frame, cfg, raw.id_type, raw.loops, runtime)
+    raw = read_edges(spark, cfg, runtime)
+    return build_graph(raw.frame, cfg, raw.id_type, raw.loops)

@@ -230,7 +230,7 @@ def run(spark: SparkSession, config: Config) -> RunSummary:
     graph, fused = _embed(
         spark,
         config,
-        lambda: read_edges(spark, config.input),
+        lambda: read_edges(spark, config.input, config.runtime),
         config.input.path or config.input.table or "",
         progress,
         summary,
@@ -294,7 +294,7 @@ def _embed(
         with progress.stage("ingest", source) as t, releasing(spark, stages is not None):
             raw = read()
             _fit_shuffles(spark, raw.pairs, config, progress)
-            graph = build_graph(raw.frame, config.input, raw.id_type, raw.loops, config.runtime)
+            graph = build_graph(raw.frame, config.input, raw.id_type, raw.loops)
             if stages is not None:
                 for name in stages.claim():
                     progress.log(
@@ -433,7 +433,12 @@ def embed_graph(
     summary = RunSummary(dim=cfg.embedding.dim)
     name = "graph.edges" if edges is not graph else "edges DataFrame"
     nodes, fused = _embed(
-        spark, cfg, lambda: edges_from_frame(edges, cfg.input, name), name, progress, summary
+        spark,
+        cfg,
+        lambda: edges_from_frame(edges, cfg.input, name, cfg.runtime),
+        name,
+        progress,
+        summary,
     )
     return embeddings_table(nodes, fused).withColumnRenamed("node_id", "id")
 
