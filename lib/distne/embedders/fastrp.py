@@ -38,6 +38,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from distne.config import EmbeddingConfig
+from distne.embedders.prone import row_normalize_l2
 from distne.engine.program import Backend, Product, weighted_degrees
 
 
@@ -61,18 +62,11 @@ def _by_degree(mv: np.ndarray, deg: np.ndarray) -> np.ndarray:
     return mv * inv.astype(mv.dtype)[:, None]
 
 
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """``x`` with every non-zero row scaled to unit length (zero rows stay zero), as
-    sklearn's ``normalize`` does."""
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-    return x / np.where(norms > 0, norms, 1.0).astype(x.dtype)[:, None]
-
-
 def _accumulate(
     weight: float, unit: bool, last: bool, total: np.ndarray, mv: np.ndarray
 ) -> np.ndarray:
     if weight:
-        total = total + weight * (unit_rows(mv) if unit else mv)
+        total = total + weight * (row_normalize_l2(mv) if unit else mv)
     if last:  # the sum and a column of ones, whose Gram row holds the column sums
         return np.hstack([total, np.ones((len(mv), 1), mv.dtype)])
     return np.hstack([mv, total])
