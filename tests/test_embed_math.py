@@ -143,3 +143,18 @@ def test_id_gaussian_depends_on_id_and_seed_only():
     assert abs(g.mean()) < 0.01 and abs(g.var() - 1) < 0.01
     c = np.corrcoef(g.T)
     assert np.abs(c - np.eye(16)).max() < 0.03
+
+
+def test_index_of_finds_every_id_by_table_or_by_search():
+    """``index_of`` looks compact ids up in a table and searches spread ones: both give each
+    id's position among the keys, as a dictionary does."""
+    from distne.engine.program import index_of
+
+    rng = np.random.default_rng(3)
+    compact = rng.permutation(np.arange(50, 3000))  # a whole graph's dense ids, any order
+    spread = rng.choice(10**12, 4000, replace=False)  # a leaf's ids among many
+    for keys in (compact, spread, np.array([7], dtype=np.int64)):
+        ids = rng.choice(keys, 10000)
+        where = {int(k): i for i, k in enumerate(keys)}
+        np.testing.assert_array_equal(index_of(keys, ids), [where[int(x)] for x in ids])
+    assert len(index_of(np.array([], dtype=np.int64), np.array([], dtype=np.int64))) == 0

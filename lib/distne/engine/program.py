@@ -142,6 +142,22 @@ class LeafBlock:
         return np.concatenate([self.own, self.halo])
 
 
+def index_of(keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The position in ``keys`` (distinct ids) of each of ``ids`` (each one of ``keys``).
+
+    Compact keys (a whole graph's dense ids, as the local backend has) are looked up in a
+    table over their span; others (a leaf's ids, spread over the graph's) are searched, at
+    ~0.18 s per 1.7M ids for 100k keys.
+    """
+    lo, hi = (int(keys.min()), int(keys.max())) if len(keys) else (0, -1)
+    if hi - lo < 4 * len(keys) + 1024:
+        table = np.empty(hi - lo + 1, dtype=np.int64)
+        table[keys - lo] = np.arange(len(keys))
+        return table[ids - lo]
+    order = np.argsort(keys, kind="stable")
+    return order[np.searchsorted(keys[order], ids)]
+
+
 def build_block(
     part: int,
     own: np.ndarray,
@@ -164,9 +180,8 @@ def build_block(
     halo, first = np.unique(c_ids[outside], return_index=True)
     halo_part = c_part[outside][first]
     cols = np.concatenate([own, halo])
-    order = np.argsort(cols, kind="stable")
-    c = order[np.searchsorted(cols[order], c_ids)]
-    r = np.searchsorted(own, r_ids)
+    c = index_of(cols, c_ids)
+    r = index_of(own, r_ids)
     shape = (len(own), len(cols))
     matrices = {
         name: sp.csr_matrix((v.astype(DTYPE), (r, c)), shape=shape) for name, v in values.items()
