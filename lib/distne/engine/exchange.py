@@ -234,6 +234,16 @@ def slot_of(spark: SparkSession, part: Column, n: int) -> Column:
     return F.get(keys, (part % n).cast("int"))
 
 
+def _write_blobs(
+    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program: Program, folder: str
+) -> int:
+    """Write :func:`_leaf_blobs` to ``folder``; the leaf count. A function of its own:
+    nothing made here outlives it, so the shuffles behind the rows can be let go."""
+    blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
+    blobs.write.mode("overwrite").parquet(folder)
+    return leaves
+
+
 def barrier_input(
     spark: SparkSession,
     edges: DataFrame,
@@ -257,26 +267,15 @@ def barrier_input(
     more shuffle of that size); a lost executor's part is read again from there. Without it,
     the stage reads the setup's last shuffle.
     """
-
-    def routed(blobs: DataFrame, n_parts: int) -> RDD:
-        rows = blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
-        return rows.sortWithinPartitions("part", "seq").select("part", "seq", "blob").rdd
-
     if keep_at is None:
         blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
-        n_parts = max(1, min(leaves, partitions))
-        return routed(blobs, n_parts), n_parts
-
-    def written() -> int:
-        # A function of its own: nothing made here outlives it, so its shuffles can go.
-        blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
-        blobs.write.mode("overwrite").parquet(keep_at)
-        return leaves
-
-    with shuffles_let_go(spark):
-        leaves = written()
+    else:
+        with shuffles_let_go(spark):
+            leaves = _write_blobs(spark, edges, leaf, program, keep_at)
+        blobs = spark.read.parquet(keep_at)
     n_parts = max(1, min(leaves, partitions))
-    return routed(spark.read.parquet(keep_at), n_parts), n_parts
+    rows = blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
+    return rows.sortWithinPartitions("part", "seq").select("part", "seq", "blob").rdd, n_parts
 
 
 def _assembled(rows: Iterator) -> Iterator[tuple[int, LeafBlock]]:
