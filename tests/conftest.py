@@ -99,6 +99,25 @@ def sorted_vectors(df):
     return np.array([r["id"] for r in rows]), np.array([r["vec"] for r in rows])
 
 
+def hashed_leaves(spark, g, leaves: int):
+    """``id, part``: node ``n`` of ``g`` in leaf ``n * 7919 % leaves`` (scattered leaves that cut
+    most edges, the exchange's hardest case)."""
+    return spark.createDataFrame(
+        [(int(n), int((n * 7919) % leaves)) for n in g.nodes], "id long, part long"
+    )
+
+
+def embed_over_leaves(spark, g, cfg, leaves: int, **options):
+    """``cfg``'s program on ``g`` by the exchange over :func:`hashed_leaves`; ``options`` go to
+    ``embed_exchange``. Ids and vectors in id order."""
+    from distne.embedders import make_program
+    from distne.engine.exchange import embed_exchange
+
+    program = make_program(cfg.embedding, cfg.seed)
+    edges, leaf = graph_edges(spark, g), hashed_leaves(spark, g, leaves)
+    return sorted_vectors(embed_exchange(spark, edges, leaf, program, cfg, **options))
+
+
 def embed_whole(spark, g, program):
     """``program`` on the whole graph ``g`` by the local backend, as one group: ids, vectors."""
     from distne.engine.local import embed_groups

@@ -7,7 +7,14 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import embed_whole, graph_edges, make_config, sorted_vectors
+from conftest import (
+    embed_over_leaves,
+    embed_whole,
+    graph_edges,
+    hashed_leaves,
+    make_config,
+    sorted_vectors,
+)
 from distne.config import LineageCut, Transport
 from distne.embedders import make_program
 from distne.embedders.prone import Prone
@@ -27,10 +34,6 @@ def _graph():
     return g
 
 
-_edges = graph_edges
-_sorted = sorted_vectors
-
-
 @pytest.fixture(scope="module")
 def case(spark):
     g = _graph()
@@ -48,7 +51,7 @@ def test_edge_values_match_the_definition(spark, case):
     rows, cols, values = edge_values(adj)
     got = {
         (r["r"], r["c"]): r
-        for r in Prone.edge_values(directed_edges(_edges(spark, g)), []).collect()
+        for r in Prone.edge_values(directed_edges(graph_edges(spark, g)), []).collect()
     }
     assert len(got) == len(rows)
     for i in range(len(rows)):
@@ -68,12 +71,7 @@ def test_local_backend_equals_plain_prone(spark, case):
 @pytest.mark.parametrize("leaves", [1, 7])
 def test_exchange_equals_plain_prone_whatever_the_leaves(spark, case, leaves, transport):
     g, cfg, ids, want = case
-    leaf = spark.createDataFrame(
-        [(int(n), int((n * 7919) % leaves)) for n in g.nodes], "id long, part long"
-    )
-    program = make_program(cfg.embedding, cfg.seed)
-    out = embed_exchange(spark, _edges(spark, g), leaf, program, cfg, transport=transport)
-    got_ids, got = _sorted(out)
+    got_ids, got = embed_over_leaves(spark, g, cfg, leaves, transport=transport)
     assert (got_ids == ids).all()
     assert np.isfinite(got).all()
     np.testing.assert_allclose(got, want, atol=1e-4)
@@ -85,14 +83,8 @@ def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk
     # Shuffle output order varies between runs; partial sums must not follow it. Leaves kept
     # on disk change where arrays wait between steps, not the bits.
     g, cfg, _, _ = case
-    leaf = spark.createDataFrame(
-        [(int(n), int((n * 7919) % 7)) for n in g.nodes], "id long, part long"
-    )
-    program = make_program(cfg.embedding, cfg.seed)
     runs = [
-        _sorted(
-            embed_exchange(spark, _edges(spark, g), leaf, program, cfg, partitions=2, spill=spill)
-        )[1]
+        embed_over_leaves(spark, g, cfg, 7, partitions=2, spill=spill)[1]
         for spill in (False, False, True)
     ]
     assert np.array_equal(runs[0], runs[1])
@@ -100,10 +92,8 @@ def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk
     # The blocks written to a folder first (the pipeline's run folder), the setup's shuffles
     # let go: the same bits, and the folder holds every leaf's block.
     kept = tmp_path / "blocks"
-    out = embed_exchange(
-        spark, _edges(spark, g), leaf, program, cfg, partitions=2, keep_blocks=str(kept)
-    )
-    assert np.array_equal(runs[0], _sorted(out)[1])
+    _, got = embed_over_leaves(spark, g, cfg, 7, partitions=2, keep_blocks=str(kept))
+    assert np.array_equal(runs[0], got)
     assert {r["part"] for r in spark.read.parquet(str(kept)).select("part").collect()} == set(
         range(7)
     )
@@ -112,8 +102,7 @@ def test_barrier_exchange_gives_the_same_bits_on_a_rerun_and_with_leaves_on_disk
     reliable = replace(
         cfg, runtime=replace(cfg.runtime, lineage=LineageCut.CHECKPOINT, checkpoint_dir=folder)
     )
-    out = embed_exchange(spark, _edges(spark, g), leaf, program, reliable, partitions=2)
-    assert np.array_equal(runs[0], _sorted(out)[1])
+    assert np.array_equal(runs[0], embed_over_leaves(spark, g, reliable, 7, partitions=2)[1])
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
@@ -163,16 +152,14 @@ def test_a_rerun_resumes_from_the_newest_snapshot_with_the_same_vectors(
 
     g, cfg, _, want = case
     cfg = replace(cfg, runtime=replace(cfg.runtime, snapshot_every=4))
-    leaf = spark.createDataFrame(
-        [(int(n), int((n * 7919) % 5)) for n in g.nodes], "id long, part long"
-    )
+    leaf = hashed_leaves(spark, g, 5)
     program = make_program(cfg.embedding, cfg.seed)
     folder = tmp_path / "exchange"
 
     def embed():
         out = embed_exchange(
             spark,
-            _edges(spark, g),
+            graph_edges(spark, g),
             leaf,
             program,
             cfg,
@@ -181,7 +168,7 @@ def test_a_rerun_resumes_from_the_newest_snapshot_with_the_same_vectors(
             spill=spill,
             snapshots=str(folder),
         )
-        return _sorted(out)[1]
+        return sorted_vectors(out)[1]
 
     first = embed()
     np.testing.assert_allclose(first, want, atol=1e-4)

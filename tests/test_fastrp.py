@@ -5,10 +5,9 @@ import networkx as nx
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import embed_whole, graph_edges, make_config, sorted_vectors
+from conftest import embed_over_leaves, embed_whole, make_config
 from distne.config import ConfigError, EmbedderKind, Transport
 from distne.embedders import make_program
-from distne.engine.exchange import embed_exchange
 from fastrp_reference import fastrp
 
 
@@ -63,12 +62,7 @@ def test_local_backend_equals_plain_fastrp(spark, normalize):
 )
 def test_exchange_equals_plain_fastrp_whatever_the_leaves(spark, case, leaves, transport):
     g, cfg, ids, want = case
-    leaf = spark.createDataFrame(
-        [(int(n), int((n * 7919) % leaves)) for n in g.nodes], "id long, part long"
-    )
-    program = make_program(cfg.embedding, cfg.seed)
-    out = embed_exchange(spark, graph_edges(spark, g), leaf, program, cfg, transport=transport)
-    got_ids, got = sorted_vectors(out)
+    got_ids, got = embed_over_leaves(spark, g, cfg, leaves, transport=transport)
     assert (got_ids == ids).all()
     np.testing.assert_allclose(got, want, atol=1e-4)
 
