@@ -23,8 +23,7 @@ from distne.config import load_config
 from distne.embedders import make_program
 from distne.engine.local import LocalBackend
 from distne.engine.program import build_block
-from distne.evaluation.metrics import classify
-from fastrp_validation import SEED, auc, embed, load, split
+from fastrp_validation import SEED, embed, score_table
 
 DIM = 128
 
@@ -66,20 +65,7 @@ def main() -> None:
     for t in args.windows:
         runs[f"NetMF T={t}"] = lambda m, t=t: netmf(m, t)
         runs[f"NetMF T={t} + propagation"] = lambda m, t=t: propagated(m, netmf(m, t))
-    print("| graph | run | AUC | Micro-F1 | Macro-F1 |\n|---|---|---|---|---|")
-    for graph in args.graphs:
-        ids, a, labels = load(graph)
-        rng = np.random.default_rng(SEED)
-        train, pos, neg = split(a, rng)
-        labelled = np.array([i for i, node in enumerate(ids) if int(node) in labels])
-        half = np.sort(rng.permutation(labelled)[: len(labelled) // 2])
-        for name, vectors in runs.items():
-            score = auc(vectors(train), pos, neg)
-            f1 = classify(vectors(a)[half], [labels[int(ids[i])] for i in half], SEED)
-            print(
-                f"| {graph} | {name} | {score:.4f} | {f1['micro_f1']:.4f} | {f1['macro_f1']:.4f} |",
-                flush=True,
-            )
+    score_table(args.graphs, runs)
 
 
 if __name__ == "__main__":
