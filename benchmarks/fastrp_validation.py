@@ -7,9 +7,9 @@ Per graph: 10% of the edges held out (seed 7, one edge of every node kept, as ma
 sampled; not the split of ``benchmarks/embedders.py``), every setting embedded on the rest
 and scored by the AUC of cosine similarity; node classification (the protocol of
 ``distne.evaluation.metrics.classify``) on the whole graph's vectors of a seeded half of the
-labelled nodes. The matrices are built here with numpy as the programs' ``edge_values`` define
-them, and the programs run on the local backend's ``run_program``, so the figures are those of
-the shipped code. Prints one Markdown table.
+labelled nodes. The programs run on the local backend's ``run_program`` (each derives its
+matrices from the weights), so the figures are those of the shipped code. Prints one Markdown
+table.
 """
 
 from __future__ import annotations
@@ -100,22 +100,13 @@ def auc(x: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def embed(a: sp.csr_matrix, settings: list[str]) -> np.ndarray:
-    """The program ``settings`` configure, on the local backend, with its matrices built here
-    as its ``edge_values`` define them."""
+    """The program ``settings`` configure, on the local backend (the shipped code, its
+    matrices derived by the program itself)."""
     cfg = load_config(None, settings)
     program = make_program(cfg.embedding, cfg.seed)
     c = a.tocoo()
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    w = c.data
-    if cfg.embedding.method.value == "fastrp":
-        values = {"w": w, "w0": w * deg[c.col] ** cfg.embedding.degree_power}
-    else:  # ProNE: F[r, c] = log w - log deg_r - lneg_c, lneg from the column sums of P
-        neg = np.bincount(c.col, weights=w / deg[c.row], minlength=a.shape[0]) ** 0.75
-        lneg = np.log(np.where(neg > 0, neg, 1.0)) - np.log(neg.sum())
-        f = np.log(w) - np.log(deg[c.row]) - lneg[c.col]
-        values = {"w": w, "f": f, "ft": np.log(w) - np.log(deg[c.col]) - lneg[c.row]}
     own = np.arange(a.shape[0], dtype=np.int64)
-    block = build_block(0, own, c.row.astype(np.int64), c.col.astype(np.int64), None, values, w)
+    block = build_block(0, own, c.row.astype(np.int64), c.col.astype(np.int64), None, c.data)
     return run_program(program, block).astype(np.float64)
 
 

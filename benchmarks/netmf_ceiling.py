@@ -50,7 +50,7 @@ def propagated(a: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
     c = a.tocoo()
     own = np.arange(a.shape[0], dtype=np.int64)
     r, col = c.row.astype(np.int64), c.col.astype(np.int64)
-    backend = LocalBackend(build_block(0, own, r, col, None, {"w": c.data}, c.data))
+    backend = LocalBackend(build_block(0, own, r, col, None, c.data))
     backend.x = np.ascontiguousarray(x, dtype=np.float32)
     program.spectral_propagation(backend)
     return backend.x[:, :DIM].astype(np.float64)

@@ -126,7 +126,7 @@ def embed_whole(spark, g, program):
     zero = F.lit(0).cast("long").alias("part")
     nodes = spark.createDataFrame([(int(n),) for n in g.nodes], "id long").select(zero, "id")
     edges = graph_edges(spark, g).select(zero, "src", "dst", "weight")
-    return sorted_vectors(embed_groups(nodes, edges, ["part"], program, lambda _k: program))
+    return sorted_vectors(embed_groups(nodes, edges, ["part"], lambda _k: program))
 
 
 def make_config(*overrides: str) -> Config:

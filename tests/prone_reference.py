@@ -202,9 +202,9 @@ def edge_values(adj: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, dict[str, n
 
 
 def local_block(adj: sp.csr_matrix, ids: np.ndarray | None = None):
-    """The engine's in-memory block of a whole graph, its values from :func:`edge_values`."""
+    """The engine's in-memory block of a whole graph (its weights; programs derive the rest)."""
     from distne.engine.program import build_block
 
     ids = np.arange(adj.shape[0]) if ids is None else np.asarray(ids)
-    rows, cols, values = edge_values(adj)
-    return build_block(0, ids, ids[rows], ids[cols], None, values, values["w"])
+    coo = sp.coo_matrix(adj)
+    return build_block(0, ids, ids[coo.row], ids[coo.col], None, coo.data)

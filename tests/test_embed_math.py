@@ -57,7 +57,7 @@ def test_block_matrix_matches_networkx_with_arbitrary_ids():
     rng = np.random.default_rng(1)
     own = np.array(list(mapping.values()))[rng.permutation(40)]  # rows given in any order
     ones = np.ones(len(src))
-    b = build_block(0, own, src, dst, None, {"w": ones}, ones)
+    b = build_block(0, own, src, dst, None, ones)
     oracle = nx.to_scipy_sparse_array(g, nodelist=sorted(g.nodes), format="csr")
     assert (b.own == np.sort(own)).all() and len(b.halo) == 0
     assert (b.matrices["w"] != oracle).nnz == 0
@@ -68,7 +68,7 @@ def test_block_puts_outside_neighbours_in_the_halo():
     # Leaf 0 holds nodes 1, 2; node 3 lives in leaf 5. Edges 1-2, 2-3 (out-edges of 1 and 2).
     src, dst = np.array([1, 2, 2]), np.array([2, 1, 3])
     ones = np.ones(3)
-    b = build_block(0, np.array([2, 1]), src, dst, np.array([0, 0, 5]), {"w": ones}, ones)
+    b = build_block(0, np.array([2, 1]), src, dst, np.array([0, 0, 5]), ones)
     assert b.halo.tolist() == [3] and b.halo_part.tolist() == [5]
     np.testing.assert_array_equal(b.matrices["w"].toarray(), [[0, 1, 0], [1, 0, 1]])
 
@@ -105,11 +105,7 @@ def test_isolated_nodes_get_zero_rows_and_others_unit_rows():
     ids = np.array([1, 2, 3, 4, 99])
     src, dst = np.array([1, 2, 3, 2, 3, 4]), np.array([2, 3, 4, 1, 2, 3])
     ones = np.ones(6)
-    from prone_reference import edge_values
-
-    a = sp.csr_matrix((ones, (np.searchsorted(ids, src), np.searchsorted(ids, dst))), (5, 5))
-    rows, cols, values = edge_values(a)
-    block = build_block(0, ids, ids[rows], ids[cols], None, values, values["w"])
+    block = build_block(0, ids, src, dst, None, ones)
     x = run_program(make_program(EmbeddingConfig(dim=4), 1), block)
     norms = np.linalg.norm(np.nan_to_num(x), axis=1)
     assert norms[-1] == 0.0

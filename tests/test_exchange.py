@@ -17,10 +17,12 @@ from conftest import (
 )
 from distne.config import LineageCut, Transport
 from distne.embedders import make_program
+from distne.embedders.fastrp import FastRP
 from distne.embedders.prone import Prone
-from distne.engine.exchange import embed_exchange
-from distne.engine.local import directed_edges
-from prone_reference import edge_values, prone
+from distne.engine.exchange import ShuffleExchange, embed_exchange, leaf_blocks
+from distne.engine.local import LocalBackend
+from distne.engine.program import prepared
+from prone_reference import edge_values, local_block, prone
 from pyspark.sql import functions as F
 
 pytestmark = pytest.mark.spark
@@ -45,19 +47,50 @@ def case(spark):
     return g, cfg, ids, want
 
 
-def test_edge_values_match_the_definition(spark, case):
-    g, _, ids, _ = case
+@pytest.mark.parametrize("leaves", [0, 1, 7])
+def test_programs_derive_the_matrices_of_their_definition(spark, case, leaves):
+    # ProNE's F and F^T and FastRP's W D^beta, derived from the weights where the rows are
+    # (border rows travelling between leaves; 0: the local backend on the whole graph), equal
+    # the scipy definition entry by entry.
+    g, cfg, ids, _ = case
     adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=ids.tolist(), format="csr"))
-    rows, cols, values = edge_values(adj)
-    got = {
-        (r["r"], r["c"]): r
-        for r in Prone.edge_values(directed_edges(graph_edges(spark, g)), []).collect()
-    }
-    assert len(got) == len(rows)
-    for i in range(len(rows)):
-        row = got[(int(ids[rows[i]]), int(ids[cols[i]]))]
-        for name in Prone.values:
-            assert row[name] == pytest.approx(values[name][i], rel=1e-9, abs=1e-12)
+    rows, cols, want = edge_values(adj)
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    want["w0"] = want["w"] * deg[cols] ** cfg.embedding.degree_power
+    at = {(int(ids[r]), int(ids[c])): i for i, (r, c) in enumerate(zip(rows, cols, strict=True))}
+    programs = [Prone(cfg.embedding, cfg.seed), FastRP(cfg.embedding, cfg.seed)]
+    if leaves == 0:
+        backend = LocalBackend(local_block(adj, ids))
+        for program in programs:
+            prepared(program, backend)
+        got = [backend.leaf]
+    else:
+        edges, leaf = graph_edges(spark, g), hashed_leaves(spark, g, leaves)
+        blocks, n_parts = leaf_blocks(spark, edges, leaf)
+        state = ShuffleExchange(spark, blocks, n_parts, cfg)
+        try:
+            for program in programs:
+                prepared(program, state)
+            assert state.n == len(ids) and state.products_done == 0
+            got = [b for _, (_, b) in state.blocks.collect()]
+        finally:
+            state.close()
+            blocks.unpersist()
+    seen = 0
+    for block in got:
+        w = block.matrices["w"].tocoo()
+        index = np.array(
+            [
+                at[(int(block.own[r]), int(block.columns[c]))]
+                for r, c in zip(w.row, w.col, strict=True)
+            ]
+        )
+        seen += len(index)
+        for name in ("w", "f", "ft", "w0"):
+            m = block.matrices[name].tocoo()
+            assert (m.row == w.row).all() and (m.col == w.col).all()
+            np.testing.assert_allclose(m.data, want[name][index], rtol=1e-5, atol=1e-5)
+    assert seen == len(rows)
 
 
 def test_local_backend_equals_plain_prone(spark, case):
@@ -189,7 +222,9 @@ def test_a_rerun_resumes_from_the_newest_snapshot_with_the_same_vectors(
     second = embed()
     np.testing.assert_array_equal(second, first)
     if transport is Transport.SHUFFLE:
-        assert len(done) == total - kept  # the rest, not the whole program
+        # ProNE's prepare (one product: its matrices are derived again on every run) and the
+        # rest of the program, not the whole of it.
+        assert len(done) == 1 + total - kept
     else:
         # The barrier tasks run in Python workers: show that they read the snapshot by
         # spoiling it (each leaf's rows in reverse order), which must spoil the vectors.

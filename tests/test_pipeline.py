@@ -303,19 +303,20 @@ def test_a_run_that_may_not_fit_the_local_disk_says_so_before_the_exchange(
     program = make_program(make_config(*common).embedding, 42)
     need = exchange_disk_bytes(roomy.nodes, roomy.edges, program, spill=False, snapshots=True)
     state = roomy.nodes * program.state_width() * 4
-    blocks = 2 * roomy.edges * 25  # the leaf blocks: in the run folder, and routed
-    setup = 2 * roomy.edges * 190 + blocks  # the setup's shuffle files, let go after it
+    blocks = 2 * roomy.edges * 9  # the leaf blocks (weights): in the run folder, and routed
+    setup = 2 * roomy.edges * 52 + blocks  # the setup's shuffle files, let go after it
     assert need == max(setup, 2 * blocks + state)
     with_leaves = exchange_disk_bytes(roomy.nodes, roomy.edges, program, True, True)
-    assert with_leaves == max(setup, 3 * blocks + 2 * state + roomy.nodes * 8 * 4)
+    store = 2 * roomy.edges * 16  # ProNE's w, f, ft on disk: float32 values, one int32 column
+    assert with_leaves == max(setup, 2 * blocks + store + 2 * state + roomy.nodes * 8 * 4)
     n, m = 10**10, 10**9  # many nodes for their edges: the state outgrows the setup
     huge = exchange_disk_bytes(n, m, program, True, True)
-    assert huge == 3 * 2 * m * 25 + 2 * n * program.state_width() * 4 + n * 8 * 4
+    assert huge == 2 * 2 * m * 9 + 2 * m * 16 + 2 * n * program.state_width() * 4 + n * 8 * 4
     # Blocks not kept: the setup's shuffle files stay beside the run's state.
     stay = exchange_disk_bytes(roomy.nodes, roomy.edges, program, False, True, kept=False)
     assert stay == setup + state
     assert not blocks_worth_keeping(10**6, 70 * 10**9)  # ~0.4 GB of shuffle files
-    assert blocks_worth_keeping(10**8, 70 * 10**9)  # ~38 GB
+    assert blocks_worth_keeping(10**8, 70 * 10**9)  # ~10 GB
     assert blocks_worth_keeping(10**3, None)  # a cluster's disks, not seen from the driver
     monkeypatch.setattr(pipeline_module, "local_disk_free", lambda s: ("/small", 1))
     tight = run(spark, make_config(*common, f"output.path={tmp_path / 'b'}"))

@@ -70,7 +70,7 @@ def _shuffle_ids(spark) -> set[int]:
 
 
 def test_shuffle_files_behind_a_cut_are_let_go_and_those_still_read_are_kept(spark):
-    # The exchange's setup shuffles every directed edge three times (190 bytes an edge); its
+    # The exchange's setup shuffles every directed edge three times (~52 bytes an edge); its
     # result is cut and the shuffle files behind it must not stay on disk through the run.
     import time
 

@@ -475,7 +475,6 @@ def _embed_whole(graph: Graph, program: Program) -> DataFrame:
         graph.nodes.select(zero, "id"),
         graph.edges.select(zero, "src", "dst", "weight"),
         ["part"],
-        program,
         lambda _key: program,
     ).select("id", "part", "vec")
 

@@ -43,7 +43,6 @@ def embed_subgraphs(
         nodes.withColumn("level", F.col("level").cast("long")),
         edges.withColumn("level", F.col("level").cast("long")),
         ["level", "part"],
-        make_program(cfg, seed),
         lambda key: make_program(cfg, subgraph_seed(seed, key[0], key[1])),
         done=(lambda: done.add(1)) if done is not None else None,
     )

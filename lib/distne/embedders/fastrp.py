@@ -30,16 +30,23 @@ than 0.03 behind ProNE on two of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from distne.config import EmbeddingConfig
 from distne.embedders.prone import row_normalize_l2
-from distne.engine.program import Backend, Product, weighted_degrees
+from distne.engine.program import Backend, Product
+
+
+def _degree_power(beta: float, s: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    """``[deg^beta]`` (a node without edges: zero, never read)."""
+    return np.where(deg > 0, np.power(np.where(deg > 0, deg, 1.0), beta), 0.0)[:, None]
+
+
+def _scaled_by_column(w: np.ndarray, at_r: np.ndarray, at_c: np.ndarray) -> dict[str, np.ndarray]:
+    """``w0 = w_rc deg_c^beta``."""
+    return {"w0": w.astype(np.float64) * at_c[:, 0]}
 
 
 def _first(weight: float, unit: bool, last: bool, s: np.ndarray, mv: np.ndarray, deg: np.ndarray):
@@ -91,22 +98,16 @@ class FastRP:
         self.unit = cfg.normalize_iterates
         self.seed = seed
 
-    def edge_values(self, directed: DataFrame, keys: Sequence[str]) -> DataFrame:
-        """``*keys, r, c, w, w0``: the weight and ``(W D^beta)[r, c] = w_rc deg_c^beta``.
+    def prepare(self, backend: Backend) -> None:
+        """``W D^beta`` (``w0``): each entry ``w_rc deg_c^beta``, one edge map over the column
+        ``deg^beta``.
 
-        ``P = D^-1 W`` is never an edge value: its row scaling needs only the degree of each
-        row's own node, which every block holds, so the steps apply it; only ``D^beta``
-        needs the degree at the column's end (one join, not one at each end).
+        ``P = D^-1 W`` is never a matrix of its own: its row scaling needs only the degree of
+        each row's own node, which every block holds, so the steps apply it.
         """
-        k = list(keys)
-        degree = weighted_degrees(directed, k).withColumnRenamed("id", "c")
-        return directed.join(degree, [*k, "c"]).select(
-            *k,
-            "r",
-            "c",
-            F.col("weight").alias("w"),
-            (F.col("weight") * F.pow("deg", F.lit(self.beta))).alias("w0"),
-        )
+        backend.map_rows(partial(_degree_power, self.beta), degree=True)
+        backend.edge_map((0, 1), _scaled_by_column)
+        backend.map_rows(lambda s: s[:, :0])
 
     def products(self) -> int:
         return len(self.weights)

@@ -18,23 +18,13 @@ rows are spread over machines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from scipy.special import iv
 
 from distne.config import EmbeddingConfig
-from distne.engine.program import (
-    Backend,
-    Product,
-    at_both_ends,
-    top_pairs,
-    weighted_degrees,
-    whitening,
-)
+from distne.engine.program import Backend, Product, top_pairs, whitening
 
 
 def row_normalize_l2(x: np.ndarray) -> np.ndarray:
@@ -49,6 +39,41 @@ def embedding_from_svd(u: np.ndarray, s: np.ndarray, dim: int) -> np.ndarray:
     if emb.shape[1] < dim:
         emb = np.hstack([emb, np.zeros((emb.shape[0], dim - emb.shape[1]))])
     return row_normalize_l2(emb)
+
+
+# The steps of ``prepare``: per-node columns, then the edge values from them. A node without
+# edges (in a baselines' subgraph) gets zeros, never read: no entry of any matrix is its.
+def _inverse_degree(s: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    """``[1 / deg]``."""
+    return np.divide(1.0, deg, out=np.zeros_like(deg), where=deg > 0)[:, None]
+
+
+def _negatives(s: np.ndarray, mv: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    """``[neg, 1]`` from ``mv = W D^-1 1``: ``neg = mv ** 0.75`` and a column of ones (the
+    Gram entry of the two is ``sum(neg)``)."""
+    return np.hstack([mv.astype(np.float64) ** 0.75, np.ones((len(mv), 1))])
+
+
+def _log_terms(log_total: float, s: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    """``[log deg, lneg]`` with ``lneg = log neg - log sum(neg)``."""
+    neg = s[:, :1].astype(np.float64)
+    with np.errstate(divide="ignore"):
+        terms = np.hstack([np.log(deg)[:, None], np.log(neg) - log_total])
+    return np.where(deg[:, None] > 0, terms, 0.0)
+
+
+def _f_values(w: np.ndarray, at_r: np.ndarray, at_c: np.ndarray) -> dict[str, np.ndarray]:
+    """``F[r, c]`` and ``F[c, r]`` of every stored entry, from ``[log deg, lneg]`` at its ends."""
+    lw = np.log(w, dtype=np.float64)
+    f = lw - at_r[:, 0]
+    f -= at_c[:, 1]
+    ft = lw - at_c[:, 0]
+    ft -= at_r[:, 1]
+    return {"f": f, "ft": ft}
+
+
+def _empty(s: np.ndarray) -> np.ndarray:
+    return s[:, :0]
 
 
 # Row-wise steps. ``s`` is the state, ``mv`` the product, ``deg`` the weighted degree.
@@ -121,38 +146,21 @@ class Prone:
         self.svd_iterations = cfg.svd_iterations
         self.seed = seed
 
-    @staticmethod
-    def edge_values(directed: DataFrame, keys: Sequence[str]) -> DataFrame:
-        """``*keys, r, c, w, f, ft``: the adjacency weight, ``F[r, c]`` and ``F[c, r]``.
+    def prepare(self, be: Backend) -> None:
+        """``F`` and ``F^T`` from the weights, where the rows are.
 
-        ``F[r, c] = log w_rc - log deg_r - lneg_c``, so both orientations come from two
-        per-node columns (``log deg`` and ``lneg``) joined onto the edges at either end: node
-        tables, not a join of the edge table with itself.
+        ``F[r, c] = log w_rc - log deg_r - lneg_c`` with ``lneg_c = log neg_c - log sum(neg)``
+        and ``neg_c = (sum_r w_rc / deg_r) ** 0.75``: by symmetry ``sum_r w_rc / deg_r`` is
+        row ``c`` of ``W D^-1 1``, one product of width 1; ``sum(neg)`` comes from its Gram
+        matrix beside a column of ones; then both orientations are one edge map over the two
+        per-node columns ``log deg`` and ``lneg``.
         """
-        k = list(keys)
-        degree = weighted_degrees(directed, k).withColumnRenamed("id", "r")
-        trans = directed.join(degree, [*k, "r"]).select(
-            *k, "c", (F.col("weight") / F.col("deg")).alias("t")
-        )
-        colsum = trans.groupBy(*k, "c").agg(F.pow(F.sum("t"), 0.75).alias("neg"))
-        total = colsum.groupBy(*k).agg(F.log(F.sum("neg")).alias("ltotal"))
-        with_total = colsum.join(total, k) if k else colsum.crossJoin(F.broadcast(total))
-        # Every node with an edge has a degree and a column sum (the graph is symmetric).
-        node = degree.join(
-            with_total.select(
-                *k, F.col("c").alias("r"), (F.log("neg") - F.col("ltotal")).alias("lneg")
-            ),
-            [*k, "r"],
-        ).select(*k, F.col("r").alias("id"), F.log("deg").alias("ldeg"), "lneg")
-        lw = F.log("weight")
-        return at_both_ends(directed, node, k).select(
-            *k,
-            "r",
-            "c",
-            F.col("weight").alias("w"),
-            (lw - F.col("ldeg_r") - F.col("lneg_c")).alias("f"),
-            (lw - F.col("ldeg_c") - F.col("lneg_r")).alias("ft"),
-        )
+        be.map_rows(_inverse_degree, degree=True)
+        g = be.product(Product("w", (0, 1), _negatives), (0, 2))
+        assert g is not None
+        be.map_rows(partial(_log_terms, float(np.log(g[0, 1]))), degree=True)
+        be.edge_map((0, 2), _f_values)
+        be.map_rows(_empty)
 
     def products(self) -> int:
         return 2 * self.svd_iterations + 2 + (2 * self.order - 1 if self.order > 1 else 0)

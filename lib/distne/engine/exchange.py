@@ -62,16 +62,19 @@ from distne.engine.local import BYTES_PER_DIRECTED_EDGE, STATE_COPIES, directed_
 from distne.engine.mesh import HALO, REQUEST, Mesh, listen
 from distne.engine.program import (
     DTYPE,
+    EdgeFn,
     LeafBlock,
     Product,
     Program,
     block_input,
     build_block,
     column_tops,
-    edge_columns,
     gram_of,
+    leaf_edge_map,
     leaf_product,
+    prepared,
     signs_of,
+    with_degree,
 )
 from distne.engine.snapshots import Resumable, ShuffleSnapshots, TaskFiles
 from distne.engine.store import DiskStore, MemoryStore, release_freed, spark_local_dir
@@ -95,31 +98,27 @@ def _leaf_key(part: int) -> int:
 BLOCK_CHUNK = 16 * 2**20
 
 
-def _block_udf(values: tuple[str, ...]):
-    def build(key: tuple[pa.Scalar, ...], nodes: pa.Table, edges: pa.Table) -> pa.Table:
-        """Cogrouped Arrow function: one leaf's nodes and out-edges -> its pickled LeafBlock,
-        as ``(part, seq, chunk)`` rows."""
-        part = int(key[0].as_py())
-        block = build_block(
-            part,
-            nodes.column("id").to_numpy(),
-            edges.column("r").to_numpy(),
-            edges.column("c").to_numpy(),
-            edges.column("part_c").to_numpy(),
-            {v: edges.column(v).to_numpy() for v in values},
-            edges.column("w").to_numpy(),
-        )
-        blob = pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)
-        chunks = [blob[i : i + BLOCK_CHUNK] for i in range(0, len(blob), BLOCK_CHUNK)]
-        return pa.table(
-            {
-                "part": pa.array([part] * len(chunks), pa.int64()),
-                "seq": pa.array(range(len(chunks)), pa.int32()),
-                "blob": pa.array(chunks, pa.binary()),
-            }
-        )
-
-    return build
+def _build_block(key: tuple[pa.Scalar, ...], nodes: pa.Table, edges: pa.Table) -> pa.Table:
+    """Cogrouped Arrow function: one leaf's nodes and out-edges -> its pickled LeafBlock, as
+    ``(part, seq, chunk)`` rows."""
+    part = int(key[0].as_py())
+    block = build_block(
+        part,
+        nodes.column("id").to_numpy(),
+        edges.column("r").to_numpy(),
+        edges.column("c").to_numpy(),
+        edges.column("part_c").to_numpy(),
+        edges.column("weight").to_numpy(),
+    )
+    blob = pickle.dumps(block, protocol=pickle.HIGHEST_PROTOCOL)
+    chunks = [blob[i : i + BLOCK_CHUNK] for i in range(0, len(blob), BLOCK_CHUNK)]
+    return pa.table(
+        {
+            "part": pa.array([part] * len(chunks), pa.int64()),
+            "seq": pa.array(range(len(chunks)), pa.int32()),
+            "blob": pa.array(chunks, pa.binary()),
+        }
+    )
 
 
 def _by_leaf(records: Iterator[tuple[int, tuple[str, object]]]) -> dict[str, dict[int, list]]:
@@ -141,17 +140,35 @@ def _send_halo(block: tuple[int, int], records: Iterator) -> Iterator:
                 yield target, ("H", (ids[idx], x[idx, start : start + width]))
 
 
-def _compute(op: Product, records: Iterator) -> Iterator:
+def _with_halo(block: tuple[int, int] | None, records: Iterator) -> Iterator:
+    """Every leaf of one Spark partition: ``part, leaf, ids, x, v`` with ``v`` the input of a
+    step over the state's columns ``block``, its halo rows received (None: no block, or no
+    halo)."""
     got = _by_leaf(records)
     for part, states in got["S"].items():
         ids, x = states[0]
         leaf: LeafBlock = got["E"][part][0]
         v = None
-        if op.block is not None and len(leaf.halo):
-            v = block_input(leaf, x, op.block)
+        if block is not None and len(leaf.halo):
+            v = block_input(leaf, x, block)
             for h_ids, h_rows in got["H"].get(part, []):
                 v[len(leaf.own) + np.searchsorted(leaf.halo, h_ids)] = h_rows
+        yield part, leaf, ids, x, v
+
+
+def _compute(op: Product, records: Iterator) -> Iterator:
+    for part, leaf, ids, x, v in _with_halo(op.block, records):
         yield part, ("S", (ids, leaf_product(op, leaf, x, v)))
+
+
+def _derive(block: tuple[int, int], fn: EdgeFn, records: Iterator) -> Iterator:
+    for part, leaf, _, x, v in _with_halo(block, records):
+        yield part, ("E", leaf_edge_map(block, fn, leaf, x, v))
+
+
+def _map_rows(fn: Callable[..., np.ndarray], records: Iterator) -> Iterator:
+    for part, leaf, ids, x, _ in _with_halo(None, records):
+        yield part, ("S", (ids, with_degree(fn, True, x, leaf)))
 
 
 def _resolve_routes(records: Iterator) -> Iterator:
@@ -163,35 +180,32 @@ def _resolve_routes(records: Iterator) -> Iterator:
         yield part, ("R", routes)
 
 
-def _leaf_blobs(
-    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program: Program
-) -> tuple[DataFrame, int]:
-    """Every leaf's pickled :class:`LeafBlock` as ``part, seq, blob`` rows; the leaf count."""
+def _leaf_blobs(spark: SparkSession, edges: DataFrame, leaf: DataFrame) -> tuple[DataFrame, int]:
+    """Every leaf's pickled :class:`LeafBlock` as ``part, seq, blob`` rows; the leaf count.
+
+    A block holds the weights alone: every other matrix is derived from them where the leaf
+    lives (:meth:`~distne.engine.program.Program.prepare`), so the setup's shuffles are the
+    two that find each edge's leaves and the one that groups the edges by leaf.
+    """
     spark.sparkContext.setJobDescription("exchange setup")
-    values = tuple(program.values)
-    table = program.edge_values(directed_edges(edges), [])
     leaf_r = leaf.select(F.col("id").alias("r"), "part")
     leaf_c = leaf.select(F.col("id").alias("c"), F.col("part").alias("part_c"))
-    table = table.join(leaf_r, "r").join(leaf_c, "c")
-    table = table.select("part", "r", "c", *edge_columns(values), "part_c")
+    table = directed_edges(edges).join(leaf_r, "r").join(leaf_c, "c")
+    table = table.select("part", "r", "c", "weight", "part_c")
     # Fresh column references: ``table`` was joined with ``leaf`` and a cogroup of the two
     # would otherwise be an ambiguous self-join.
     own = leaf.select(F.col("id").alias("id"), (F.col("part") + 0).alias("part"))
     blobs = (
         own.groupBy("part")
         .cogroup(table.groupBy("part"))
-        .applyInArrow(_block_udf(values), "part long, seq int, blob binary")
+        .applyInArrow(_build_block, "part long, seq int, blob binary")
     )
     leaves = leaf.agg(F.max("part")).first()[0] + 1  # parts are dense from 0
     return blobs, leaves
 
 
 def leaf_blocks(
-    spark: SparkSession,
-    edges: DataFrame,
-    leaf: DataFrame,
-    program: Program,
-    partitions: int | None = None,
+    spark: SparkSession, edges: DataFrame, leaf: DataFrame, partitions: int | None = None
 ) -> tuple[RDD, int]:
     """Every leaf's :class:`LeafBlock` as ``(part, ("E", block))``, in ``N`` Spark partitions.
 
@@ -199,7 +213,7 @@ def leaf_blocks(
     partition ``part % N``, under the partitioner every RDD of the shuffle transport shares.
     The RDD is cached; the caller unpersists it.
     """
-    blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
+    blobs, leaves = _leaf_blobs(spark, edges, leaf)
     n_parts = max(1, min(leaves, partitions or spark.sparkContext.defaultParallelism))
     blocks = (
         blobs.rdd.map(lambda row: (int(row["part"]), (int(row["seq"]), bytes(row["blob"]))))
@@ -234,12 +248,10 @@ def slot_of(spark: SparkSession, part: Column, n: int) -> Column:
     return F.get(keys, (part % n).cast("int"))
 
 
-def _write_blobs(
-    spark: SparkSession, edges: DataFrame, leaf: DataFrame, program: Program, folder: str
-) -> int:
+def _write_blobs(spark: SparkSession, edges: DataFrame, leaf: DataFrame, folder: str) -> int:
     """Write :func:`_leaf_blobs` to ``folder``; the leaf count. A function of its own:
     nothing made here outlives it, so the shuffles behind the rows can be let go."""
-    blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
+    blobs, leaves = _leaf_blobs(spark, edges, leaf)
     blobs.write.mode("overwrite").parquet(folder)
     return leaves
 
@@ -248,7 +260,6 @@ def barrier_input(
     spark: SparkSession,
     edges: DataFrame,
     leaf: DataFrame,
-    program: Program,
     partitions: int,
     keep_at: str | None = None,
 ) -> tuple[RDD, int]:
@@ -261,17 +272,17 @@ def barrier_input(
 
     ``keep_at`` (a folder of the run folder): the blocks are written there first and the
     shuffle files that built them are let go (:func:`shuffles_let_go`): the joins and
-    groupings of every directed edge take ~190 bytes per edge of local disk (33 GB at 100M
+    grouping of every directed edge take ~52 bytes per edge of local disk (~9 GB at 100M
     edges), which a barrier stage reading them kept until it ended, beside the state it
-    grew. The stage then reads the blocks from the folder (~25 bytes an edge, routed by one
+    grew. The stage then reads the blocks from the folder (~9 bytes an edge, routed by one
     more shuffle of that size); a lost executor's part is read again from there. Without it,
     the stage reads the setup's last shuffle.
     """
     if keep_at is None:
-        blobs, leaves = _leaf_blobs(spark, edges, leaf, program)
+        blobs, leaves = _leaf_blobs(spark, edges, leaf)
     else:
         with shuffles_let_go(spark):
-            leaves = _write_blobs(spark, edges, leaf, program, keep_at)
+            leaves = _write_blobs(spark, edges, leaf, keep_at)
         blobs = spark.read.parquet(keep_at)
     n_parts = max(1, min(leaves, partitions))
     rows = blobs.repartition(n_parts, slot_of(spark, F.col("part"), n_parts))
@@ -363,29 +374,50 @@ class ShuffleExchange:
             old.unpersist()
         return result
 
+    def _inputs(self, block: tuple[int, int] | None) -> RDD:
+        """Blocks and state, and the halo of the state's columns ``block`` if given."""
+        inputs = self.blocks.union(self.state)
+        if block is None:
+            return inputs
+        halo = (
+            self.state.union(self.routes)
+            .mapPartitions(partial(_send_halo, block), preservesPartitioning=False)
+            .partitionBy(self.n_parts, _leaf_key)
+        )
+        return inputs.union(halo)
+
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
         self.spark.sparkContext.setJobDescription(f"exchange product {op.value}")
-        inputs = self.blocks.union(self.state)
-        if op.block is not None:
-            halo = (
-                self.state.union(self.routes)
-                .mapPartitions(partial(_send_halo, op.block), preservesPartitioning=False)
-                .partitionBy(self.n_parts, _leaf_key)
-            )
-            inputs = inputs.union(halo)
+        inputs = self._inputs(op.block)
         result = self._keep(
             inputs.mapPartitions(partial(_compute, op), preservesPartitioning=True), gram
         )
         self.products_done += 1
         return result
 
-    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+    def map_rows(self, fn: Callable[..., np.ndarray], degree: bool = False) -> None:
         self.spark.sparkContext.setJobDescription("exchange row update")
-        self._keep(
-            self.state.mapValues(
+        if degree:
+            rows = self._inputs(None).mapPartitions(
+                partial(_map_rows, fn), preservesPartitioning=True
+            )
+        else:
+            rows = self.state.mapValues(
                 lambda t: ("S", (t[1][0], np.ascontiguousarray(fn(t[1][1]), np.float32)))
             )
+        self._keep(rows)
+
+    def edge_map(self, block: tuple[int, int], fn: EdgeFn) -> None:
+        self.spark.sparkContext.setJobDescription("exchange edge map")
+        derived = self._inputs(block).mapPartitions(
+            partial(_derive, block, fn), preservesPartitioning=True
         )
+        # Cached as the built blocks are; a lost part is derived again from them and the
+        # (cut) state.
+        blocks = derived.persist(StorageLevel.MEMORY_AND_DISK)
+        blocks.count()
+        self.blocks.unpersist()
+        self.blocks = blocks
 
     @staticmethod
     def _sum(rdd: RDD, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -417,7 +449,7 @@ class ShuffleExchange:
         self._keep(state.partitionBy(self.n_parts, _leaf_key))
 
     def close(self) -> None:
-        for rdd in (self.state, self.routes):
+        for rdd in (self.state, self.routes, self.blocks):
             rdd.unpersist()
 
 
@@ -465,11 +497,14 @@ class _MeshBackend:
     def _rank(self, part: int) -> int:
         return int(part) % self.n_parts
 
-    def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
+    def _with_halo(self, block: tuple[int, int] | None) -> Iterator:
+        """This task's leaves in order, one at a time: ``part, leaf, x, v`` with ``v`` the
+        input of a step over the state's columns ``block``, its halo rows received from the
+        peers (None: no block, or no halo)."""
         mesh, store = self.mesh, self.store
         mesh.next_round()
-        if op.block is not None:
-            start, width = op.block
+        if block is not None:
+            start, width = block
             for p in store.parts():
                 for target, idx in self.routes[p]:
                     rows = store.rows(p, idx, start, width)
@@ -477,17 +512,26 @@ class _MeshBackend:
         for p in store.parts():
             leaf, x = store.block(p), store.state(p)
             v = None
-            if op.block is not None and len(leaf.halo):
-                v = block_input(leaf, x, op.block)
-                n, width = len(leaf.own), op.block[1]
+            if block is not None and len(leaf.halo):
+                v = block_input(leaf, x, block)
+                n, width = len(leaf.own), block[1]
                 for owner, at in self.sources[p]:
                     got = np.frombuffer(mesh.receive(HALO, owner, p), dtype=DTYPE)
                     v[n + at] = got.reshape(len(at), width)
-            store.set_state(p, leaf_product(op, leaf, x, v))
+            yield p, leaf, x, v
+
+    def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
+        for p, leaf, x, v in self._with_halo(op.block):
+            self.store.set_state(p, leaf_product(op, leaf, x, v))
         release_freed()
         self.products_done += 1
         self.report(self.products_done)
         return self.gram(*gram) if gram is not None else None
+
+    def edge_map(self, block: tuple[int, int], fn: EdgeFn) -> None:
+        for p, leaf, x, v in self._with_halo(block):
+            self.store.set_block(p, leaf_edge_map(block, fn, leaf, x, v))
+        release_freed()
 
     def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray:
         cols = width if pre is None else pre.shape[1]
@@ -501,9 +545,9 @@ class _MeshBackend:
         tops = [column_tops(start, width, pre, x) for _, x in self.store.states()]
         return signs_of(t for task in self.mesh.allgather(tops) for t in task)
 
-    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+    def map_rows(self, fn: Callable[..., np.ndarray], degree: bool = False) -> None:
         for p, x in self.store.states():
-            self.store.set_state(p, np.ascontiguousarray(fn(x), dtype=DTYPE))
+            self.store.set_state(p, with_degree(fn, degree, x, self.store.layout[p]))
 
 
 class _ProgressListener:
@@ -583,7 +627,9 @@ def _barrier_task(
         host = ctx.getTaskInfos()[rank].address.rsplit(":", 1)[0]
         mesh = Mesh(rank, ctx.allGather, host, token, store.spill_dir)
         try:
-            backend: Any = _MeshBackend(mesh, store, n_parts, _reporter(rank, progress, token))
+            backend: Any = prepared(
+                program, _MeshBackend(mesh, store, n_parts, _reporter(rank, progress, token))
+            )
             if snapshots is not None:
                 root, every = snapshots
                 saver = TaskFiles(
@@ -632,13 +678,17 @@ def barrier_bytes(nodes: int, edges: int, program: Program, leaves: int, tasks: 
     return graph + nodes * row + tasks * (STATE_COPIES - 1) * leaf_state
 
 
-# Local disk the exchange takes, measured at 100M edges (86.6M undirected, 10M nodes, 35
-# leaves, ProNE dim 128, leaves on disk): the setup's shuffle files (edges joined to their
-# leaves, grouped by leaf, the blocks routed to the tasks), ~33 GB or ~190 bytes per directed
-# edge, let go once the routed blocks are materialised; the blocks (and, with leaves on disk,
-# the store's copy of their matrices), ~4.2 GB or ~25 bytes.
-SHUFFLE_DISK_PER_DIRECTED_EDGE = 190
-MATRIX_DISK_PER_DIRECTED_EDGE = 25
+# Local disk the exchange takes. The setup's shuffle files (edges joined to their leaves,
+# grouped by leaf, the blocks routed to the tasks) took ~33 GB at 100M edges (86.6M
+# undirected, 35 leaves), ~190 bytes per directed edge, when the setup also computed ProNE's
+# edge values in Spark; without them (the programs derive their matrices in the workers) the
+# setup writes 36.8 MB of shuffle at 1M edges where it wrote 134.9 MB (Spark's event log,
+# same graph and leaves), so ~52 bytes, scaled from the 100M figure, not measured there. A
+# block holds the weights alone: a float32 value and an int32 column per directed edge (~9
+# bytes pickled; the blocks at 100M took ~25 with three matrices); with leaves on disk the
+# store keeps every matrix the program derived, which share the column indices.
+SHUFFLE_DISK_PER_DIRECTED_EDGE = 52
+BLOCK_DISK_PER_DIRECTED_EDGE = 9
 
 
 def setup_shuffle_bytes(edges: int) -> int:
@@ -658,8 +708,9 @@ def blocks_worth_keeping(edges: int, free: int | None) -> bool:
     and ``free`` bytes of local disk (None: not visible from the driver, as on a cluster).
 
     Letting go costs a write and a read of the blocks, a routing shuffle and a wait for the
-    driver's collector (~1.7 s of the embed stage at 1M edges) and saves ~190 bytes of disk per
-    directed edge for the whole run (33 GB at 100M edges): worth it only where disk is scarce.
+    driver's collector (~1.7 s of the embed stage at 1M edges) and saves the setup's shuffle
+    files for the whole run (~52 bytes per directed edge, ~9 GB at 100M edges): worth it only
+    where disk is scarce.
     """
     return free is None or setup_shuffle_bytes(edges) > KEEP_BLOCKS_ABOVE * free
 
@@ -675,16 +726,18 @@ def exchange_disk_bytes(
     on disk (``spill``) the store's copy of their matrices, the state at its widest
     (:meth:`Program.state_width`) and a product's halo waiting on disk; with ``snapshots`` on
     a local path, one more copy of the state (a snapshot keeps the state it saved while the
-    store moves on). At 100M edges: setup ~37 GB, run ~8 + 4 + 20 + 5 + 20 GB. Not ``kept``:
-    the setup's shuffle files stay until the run ends, and the run reads its blocks from them.
+    store moves on). At 100M edges, ProNE: setup ~10.6 GB, run ~3 + 5 + 20 + 5 + 20 GB. Not
+    ``kept``: the setup's shuffle files stay until the run ends, and the run reads its blocks
+    from them.
     """
     row = np.dtype(DTYPE).itemsize
     state = nodes * program.state_width() * row
-    blocks = 2 * edges * MATRIX_DISK_PER_DIRECTED_EDGE
+    blocks = 2 * edges * BLOCK_DISK_PER_DIRECTED_EDGE
     setup = setup_shuffle_bytes(edges) + blocks
     run = 2 * blocks if kept else setup  # kept: in the run folder, and routed to the tasks
     if spill:
-        run += blocks + state + nodes * program.dim * row
+        matrices = 2 * edges * (4 + 4 * len(program.values))  # one int32 column, float32 values
+        run += matrices + state + nodes * program.dim * row
     if snapshots:
         run += state
     return max(setup, run)
@@ -792,10 +845,10 @@ def embed_exchange(
     if transport is Transport.BARRIER:
         slots = task_slots(spark)
         blocks, n_parts = barrier_input(
-            spark, edges, leaf, program, min(partitions or slots, slots), keep_blocks
+            spark, edges, leaf, min(partitions or slots, slots), keep_blocks
         )
     else:
-        blocks, n_parts = leaf_blocks(spark, edges, leaf, program, partitions)
+        blocks, n_parts = leaf_blocks(spark, edges, leaf, partitions)
     sc = spark.sparkContext
     state: ShuffleExchange | None = None
     try:
@@ -823,6 +876,7 @@ def embed_exchange(
         state = ShuffleExchange(spark, blocks, n_parts, config)
         if on_start is not None:
             on_start(state)
+        prepared(program, state)
         every = config.runtime.snapshot_every
         if snapshots and every:
             program.run(Resumable(state, ShuffleSnapshots(spark, snapshots, state), every))
@@ -837,6 +891,6 @@ def embed_exchange(
         return cut_lineage(_vectors_frame(pieces), config.runtime)
     finally:
         if state is not None:
-            state.close()
+            state.close()  # the blocks it derived too
         blocks.unpersist()
         sc.setJobDescription(None)

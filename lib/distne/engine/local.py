@@ -17,21 +17,25 @@ from pyspark.sql import types as T
 
 from distne.engine.program import (
     DTYPE,
+    EdgeFn,
     LeafBlock,
     Product,
     Program,
     build_block,
     column_tops,
-    edge_columns,
     gram_of,
+    leaf_edge_map,
     leaf_product,
+    prepared,
     signs_of,
+    with_degree,
 )
 from distne.graph import symmetric, vectors_to_arrow
 
-# What one directed edge costs in a leaf block (three float32 CSR values and their column
-# indices, plus the int64 arrays the block is built from) and how many copies of the widest
-# state a step holds at once (the state, the product, the new state).
+# What one directed edge costs in a leaf block (three float32 CSR values sharing one int32
+# column index, plus the int64 arrays the block is built from, or the edge map's float64
+# temporaries) and how many copies of the widest state a step holds at once (the state, the
+# product, the new state).
 BYTES_PER_DIRECTED_EDGE = 72
 STATE_COPIES = 3
 
@@ -49,9 +53,11 @@ class LocalBackend:
         self.leaf = leaf
         self.n = len(leaf.own)
         self.x = np.zeros((self.n, 0), dtype=DTYPE)
+        self.products_done = 0
 
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
         self.x = leaf_product(op, self.leaf, self.x, None)
+        self.products_done += 1
         return gram_of(gram, None, self.x) if gram is not None else None
 
     def gram(self, start: int, width: int, pre: np.ndarray | None = None) -> np.ndarray:
@@ -60,13 +66,17 @@ class LocalBackend:
     def column_signs(self, start: int, width: int, pre: np.ndarray) -> np.ndarray:
         return signs_of([column_tops(start, width, pre, self.x)])
 
-    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.x = np.ascontiguousarray(fn(self.x), dtype=DTYPE)
+    def map_rows(self, fn: Callable[..., np.ndarray], degree: bool = False) -> None:
+        self.x = with_degree(fn, degree, self.x, self.leaf)
+
+    def edge_map(self, block: tuple[int, int], fn: EdgeFn) -> None:
+        self.leaf = leaf_edge_map(block, fn, self.leaf, self.x)
 
 
 def run_program(program: Program, leaf: LeafBlock) -> np.ndarray:
-    """``program`` on one in-memory graph: ``(len(leaf.own), dim)`` float32, rows as ``own``."""
-    backend = LocalBackend(leaf)
+    """``program`` on one in-memory graph (its block holds ``w``): ``(len(leaf.own), dim)``
+    float32, rows as ``own``."""
+    backend = prepared(program, LocalBackend(leaf))
     program.run(backend)
     return backend.x[:, : program.dim]
 
@@ -80,7 +90,6 @@ def embed_groups(
     nodes: DataFrame,
     edges: DataFrame,
     keys: Sequence[str],
-    template: Program,
     make_program: Callable[[tuple[int, ...]], Program],
     done: Callable[[], None] | None = None,
 ) -> DataFrame:
@@ -89,7 +98,6 @@ def embed_groups(
     Args:
         nodes: ``*keys, id``: every node of every group (isolated ones included).
         edges: ``*keys, src, dst, weight``: each edge of a group once.
-        template: a program whose ``edge_values`` define the matrices of every group's.
         make_program: the program for one group, from the group's key values.
         done: called in the worker after each group (e.g. an accumulator's ``add(1)``).
 
@@ -97,8 +105,7 @@ def embed_groups(
         ``id, *keys, vec`` (keys as longs, ``vec`` the program's ``array<float>`` output).
     """
     k = list(keys)
-    table = template.edge_values(directed_edges(edges, k), k)
-    values = tuple(template.values)
+    table = directed_edges(edges, k)
 
     def embed_group(key: tuple[pa.Scalar, ...], group_nodes: pa.Table, group_edges: pa.Table):
         key_values = tuple(int(s.as_py()) for s in key)
@@ -108,8 +115,7 @@ def embed_groups(
             group_edges.column("r").to_numpy(),
             group_edges.column("c").to_numpy(),
             None,
-            {v: group_edges.column(v).to_numpy() for v in values},
-            group_edges.column("w").to_numpy(),
+            group_edges.column("weight").to_numpy(),
         )
         vecs = run_program(make_program(key_values), leaf)
         vecs = np.nan_to_num(vecs, nan=0.0, posinf=0.0, neginf=0.0)
@@ -130,6 +136,6 @@ def embed_groups(
     return (
         nodes.select(*k, "id")
         .groupBy(*k)
-        .cogroup(table.select(*k, "r", "c", *edge_columns(values)).groupBy(*k))
+        .cogroup(table.select(*k, "r", "c", "weight").groupBy(*k))
         .applyInArrow(embed_group, schema)
     )

@@ -1,18 +1,26 @@
 """The engine's vocabulary: what an embedder program may ask of a backend.
 
 An embedder is written once, as a *program* over an ``n x width`` float32 state (one row per
-node) using four kinds of step, all of which split over a node partition exactly:
+node) using five kinds of step, all of which split over a node partition exactly:
 
-- a *sparse product* (:class:`Product`): ``Z = M V`` with ``M`` one of the graph's matrices,
-  given per edge by the program (:meth:`Program.edge_values`), and ``V`` a column block of the
-  state (optionally times a small matrix) or the id-drawn random basis (:func:`id_gaussian`);
-  a row-wise ``step`` turns ``(state, Z, degree)`` into the new state. Row ``r`` of ``Z`` needs
-  ``V`` at ``r``'s neighbours only;
+- a *sparse product* (:class:`Product`): ``Z = M V`` with ``M`` one of the graph's matrices
+  (the weights ``w``, or one the program derived from them, below), and ``V`` a column block
+  of the state (optionally times a small matrix) or the id-drawn random basis
+  (:func:`id_gaussian`); a row-wise ``step`` turns ``(state, Z, degree)`` into the new state.
+  Row ``r`` of ``Z`` needs ``V`` at ``r``'s neighbours only;
 - a *reduction* to a small matrix: the Gram matrix of a column block (:meth:`Backend.gram`),
   or the sign of each column's largest entry (:meth:`Backend.column_signs`), in float64;
-- a *row-wise map* with small matrices (:meth:`Backend.map_rows`);
+- a *row-wise map* with small matrices, optionally reading each row's weighted degree
+  (:meth:`Backend.map_rows`);
+- an *edge map* (:meth:`Backend.edge_map`): new matrices with the pattern of ``w``, each
+  entry a function of its weight and of state columns at its two end nodes (the column end's
+  rows travel as a product's do);
 - the *id-drawn basis*: row ``i`` depends on ``(seed, id_i)`` alone, so pieces of one product
   computed on different machines agree.
+
+A backend starts from the weights alone (its blocks hold ``w``); a program's
+:meth:`Program.prepare` derives the other matrices it multiplies by (ProNE's ``F``, FastRP's
+``W D^beta``) with the same steps, where the rows are, before :meth:`Program.run`.
 
 Two backends run programs: :mod:`distne.engine.local` (the whole graph, or one subgraph, in
 one Python worker) and :mod:`distne.engine.exchange` (the rows spread over leaf subgraphs,
@@ -22,20 +30,20 @@ the same vectors on either (tests check it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 # The state, the halo and the sparse matrices are float32 (half the memory and shuffle of
 # float64); reductions and the small matrices derived from them are float64.
 DTYPE = np.float32
 
 Step = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# ``fn(w, at_r, at_c) -> {name: values}``: see :meth:`Backend.edge_map`.
+EdgeFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class Backend(Protocol):
     """Where a program's state lives; see the module docstring for what each call means."""
 
     n: int
+    products_done: int
 
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
         """Apply ``op``; return the Gram matrix of the new state's columns ``gram`` if asked."""
@@ -71,22 +80,31 @@ class Backend(Protocol):
 
     def column_signs(self, start: int, width: int, pre: np.ndarray) -> np.ndarray: ...
 
-    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None: ...
+    def map_rows(self, fn: Callable[..., np.ndarray], degree: bool = False) -> None:
+        """The state becomes ``fn(state)``, or ``fn(state, degree)`` with ``degree`` (each
+        row's weighted degree, float64), row-wise."""
+        ...
+
+    def edge_map(self, block: tuple[int, int], fn: EdgeFn) -> None:
+        """New matrices with the pattern of ``w`` (added to the blocks; the state unchanged).
+
+        ``fn(w, at_r, at_c)`` gets, for every stored entry ``(r, c)``, its weight and the
+        state's columns ``block`` at ``r`` and at ``c`` (one row per entry), and returns
+        ``{name: values}`` in the same order.
+        """
+        ...
 
 
 class Program(Protocol):
     """An embedder written once. ``run`` leaves the vectors in state columns ``[0, dim)``."""
 
-    values: tuple[str, ...]
+    values: tuple[str, ...]  # the matrices its products use: ``w`` and those ``prepare`` derives
     dim: int
 
-    def edge_values(self, directed: DataFrame, keys: Sequence[str]) -> DataFrame:
-        """Per directed edge: ``*keys, r, c``, the weight ``w`` and one column per name in
-        ``values`` (``w`` may be one of them).
-
-        ``directed`` holds ``*keys, r, c, weight`` with both orientations of every edge; graphs
-        with different ``keys`` are separate graphs (the baselines embed many at once).
-        """
+    def prepare(self, backend: Backend) -> None:
+        """Derive the matrices of ``values`` other than ``w`` from the weights (on an empty
+        state, which it leaves empty). Run before :meth:`run` on every run, a resumed one
+        too: snapshots hold the state, not the matrices (:func:`prepared`)."""
         ...
 
     def products(self) -> int:
@@ -100,25 +118,12 @@ class Program(Protocol):
     def run(self, backend: Backend) -> None: ...
 
 
-def weighted_degrees(directed: DataFrame, keys: Sequence[str]) -> DataFrame:
-    """``*keys, id, deg``: each node's weighted degree, from ``edge_values``' ``directed``."""
-    return directed.groupBy(*keys, F.col("r").alias("id")).agg(F.sum("weight").alias("deg"))
-
-
-def at_both_ends(directed: DataFrame, node: DataFrame, keys: Sequence[str]) -> DataFrame:
-    """``directed`` with the per-node columns of ``node`` (``*keys, id, ...``) joined at each
-    end of every edge, named with ``_r`` and ``_c``: node tables, not a join of the edge
-    table with itself."""
-    cols = [c for c in node.columns if c not in (*keys, "id")]
-    at_r = node.withColumnsRenamed({"id": "r", **{c: f"{c}_r" for c in cols}})
-    at_c = node.withColumnsRenamed({"id": "c", **{c: f"{c}_c" for c in cols}})
-    return directed.join(at_r, [*keys, "r"]).join(at_c, [*keys, "c"])
-
-
-def edge_columns(values: Sequence[str]) -> list[str]:
-    """The columns of :meth:`Program.edge_values` a leaf's block is built from: the
-    program's ``values`` and the weight ``w`` (every block's degrees), each once."""
-    return list(dict.fromkeys([*values, "w"]))
+def prepared(program: Program, backend: Backend) -> Backend:
+    """``backend`` after ``program.prepare``: its products are not the program's (progress
+    and snapshots count :meth:`Program.run`'s alone)."""
+    program.prepare(backend)
+    backend.products_done = 0
+    return backend
 
 
 @dataclass
@@ -127,8 +132,9 @@ class LeafBlock:
 
     ``own`` are the leaf's node ids (sorted), ``halo`` the ids of its neighbours in other
     leaves (sorted) and ``halo_part`` their leaves. ``matrices[value]`` is the leaf's
-    ``len(own) x (len(own) + len(halo))`` CSR block of that value (columns: own, then halo);
-    ``degree`` the weighted degree of each own row.
+    ``len(own) x (len(own) + len(halo))`` CSR block of that value (columns: own, then halo):
+    ``w`` as built, the others derived by the program (:meth:`Program.prepare`), sharing
+    ``w``'s index arrays; ``degree`` the weighted degree of each own row.
     """
 
     own: np.ndarray
@@ -164,10 +170,10 @@ def build_block(
     r_ids: np.ndarray,
     c_ids: np.ndarray,
     c_part: np.ndarray | None,
-    values: dict[str, np.ndarray],
     weight: np.ndarray,
 ) -> LeafBlock:
-    """A :class:`LeafBlock` from a leaf's nodes and its out-edges ``r_ids -> c_ids``.
+    """A :class:`LeafBlock` (its matrix ``w``) from a leaf's nodes and its out-edges
+    ``r_ids -> c_ids`` of weight ``weight``.
 
     ``c_part`` is the leaf of each edge's column node (None: every column is inside).
     """
@@ -183,11 +189,9 @@ def build_block(
     c = index_of(cols, c_ids)
     r = index_of(own, r_ids)
     shape = (len(own), len(cols))
-    matrices = {
-        name: sp.csr_matrix((v.astype(DTYPE), (r, c)), shape=shape) for name, v in values.items()
-    }
+    w = sp.csr_matrix((np.asarray(weight, DTYPE), (r, c)), shape=shape)
     degree = np.bincount(r, weights=weight, minlength=len(own)).astype(np.float64)
-    return LeafBlock(own=own, halo=halo, halo_part=halo_part, degree=degree, matrices=matrices)
+    return LeafBlock(own=own, halo=halo, halo_part=halo_part, degree=degree, matrices={"w": w})
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -257,6 +261,29 @@ def leaf_product(
     if op.pre is not None:
         mv = (mv @ op.pre).astype(DTYPE)
     return np.ascontiguousarray(op.step(x, mv, leaf.degree), dtype=DTYPE)
+
+
+def leaf_edge_map(
+    block: tuple[int, int], fn: EdgeFn, leaf: LeafBlock, x: np.ndarray, v: np.ndarray | None = None
+) -> LeafBlock:
+    """One leaf's part of :meth:`Backend.edge_map`: the leaf with the matrices ``fn`` gives
+    added (``x`` its state rows, ``v`` as for :func:`leaf_product`)."""
+    if v is None:
+        v = block_input(leaf, x, block)
+    start, width = block
+    w = leaf.matrices["w"]
+    rows = np.repeat(np.arange(len(leaf.own)), np.diff(w.indptr))
+    derived = fn(w.data, x[rows, start : start + width], v[w.indices])
+    matrices = dict(leaf.matrices)
+    for name, values in derived.items():
+        data = np.asarray(values, DTYPE)
+        matrices[name] = sp.csr_matrix((data, w.indices, w.indptr), shape=w.shape, copy=False)
+    return replace(leaf, matrices=matrices)
+
+
+def with_degree(fn: Callable[..., np.ndarray], degree: bool, x: np.ndarray, leaf: LeafBlock):
+    """``fn(x)``, or ``fn(x, leaf.degree)`` with ``degree``: one leaf's row map, float32."""
+    return np.ascontiguousarray(fn(x, leaf.degree) if degree else fn(x), dtype=DTYPE)
 
 
 def gram_of(block: tuple[int, int], pre: np.ndarray | None, x: np.ndarray) -> np.ndarray:

@@ -138,8 +138,14 @@ class Resumable:
     def column_signs(self, start: int, width: int, pre: np.ndarray) -> np.ndarray:
         return self._call(lambda: self.backend.column_signs(start, width, pre))
 
-    def map_rows(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-        self._call(lambda: self.backend.map_rows(fn))
+    def map_rows(self, fn: Callable[..., np.ndarray], degree: bool = False) -> None:
+        self._call(lambda: self.backend.map_rows(fn, degree))
+
+    def edge_map(self, block: tuple[int, int], fn: Any) -> None:
+        raise TypeError(
+            "edge maps belong in Program.prepare, which runs again on every run: a snapshot "
+            "holds the state, not the matrices"
+        )
 
 
 class TaskFiles:

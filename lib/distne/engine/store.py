@@ -87,6 +87,10 @@ class MemoryStore:
     def set_state(self, part: int, x: np.ndarray) -> None:
         self._state[part] = x
 
+    def set_block(self, part: int, block: LeafBlock) -> None:
+        """Replace a leaf's block (the same layout, more matrices); its state stays."""
+        self.layout[part] = block
+
     def save_state(self, part: int, path: str) -> None:
         """Write a leaf's state to ``path`` as a ``.npy`` file (a snapshot's copy)."""
         with open(path, "wb") as f:
@@ -117,10 +121,15 @@ class DiskStore(MemoryStore):
         return os.path.join(self.root, f"{part}.{what}")
 
     def add(self, part: int, block: LeafBlock) -> None:
+        self.set_block(part, block)
+        self.set_state(part, np.zeros((len(block.own), 0), DTYPE))
+
+    def set_block(self, part: int, block: LeafBlock) -> None:
+        # Pickled together, matrices that share index arrays (the derived ones share w's)
+        # store them once.
         with open(self._path(part, "matrices"), "wb") as f:
             pickle.dump(block.matrices, f, protocol=pickle.HIGHEST_PROTOCOL)
         self.layout[part] = replace(block, matrices={})
-        self.set_state(part, np.zeros((len(block.own), 0), DTYPE))
 
     def block(self, part: int) -> LeafBlock:
         with open(self._path(part, "matrices"), "rb") as f:
