@@ -370,7 +370,13 @@ def _embed(
                 stages.drop_partition()
             with progress.stage("partition", bounds) as t, releasing(spark, keep):
                 parts = partition(
-                    spark, graph.nodes, graph.edges, part_config, progress, max_levels=levels
+                    spark,
+                    graph.nodes,
+                    graph.edges,
+                    part_config,
+                    progress,
+                    max_levels=levels,
+                    counted=(summary.nodes, summary.edges),
                 )
                 if keep:
                     assert stages is not None

@@ -190,12 +190,15 @@ def partition(
     config: Config,
     progress: Progress | None = None,
     max_levels: int | None = None,
+    counted: tuple[int, int] | None = None,
 ) -> Partitioning:
     """Recursively partition a graph (``nodes``: ``id``; ``edges``: ``src``, ``dst``, ``weight``).
 
     ``partition.max_nodes`` must be set (the pipeline resolves it when the user did not).
     ``max_levels`` (default: ``partition.max_levels``, else 4) caps the border levels; 0 gives
-    the leaves alone, which is what the exchange backend needs.
+    the leaves alone, which is what the exchange backend needs. ``counted``: the numbers of
+    nodes and edges of a graph whose frames are already materialised (the pipeline's, after
+    its ingest); without it the graph is materialised and counted here first.
 
     Example:
         >>> p = partition(spark, graph.nodes, graph.edges, config)  # doctest: +SKIP
@@ -207,28 +210,40 @@ def partition(
         raise ValueError("partition(): partition.max_nodes must be resolved before partitioning")
     if max_levels is None:
         max_levels = DEFAULT_MAX_LEVELS if pc.max_levels is None else pc.max_levels
-    cur_nodes = cut_lineage(nodes.select("id"), config.runtime)
-    cur_edges = cut_lineage(edges.select("src", "dst", "weight"), config.runtime)
-    n = cur_nodes.count()
+    if counted is None:
+        cur_nodes = cut_lineage(nodes.select("id"), config.runtime)
+        cur_edges = cut_lineage(edges.select("src", "dst", "weight"), config.runtime)
+        n, m = cur_nodes.count(), cur_edges.count()
+    else:
+        cur_nodes, cur_edges = nodes.select("id"), edges.select("src", "dst", "weight")
+        n, m = counted
     memberships: list[DataFrame] = []
     level_edges: list[DataFrame] = []
     stats: list[LevelStats] = []
     level = 0
     while True:
         start = time.perf_counter()
-        m = cur_edges.count()
         labels, how, sizes, rows = partition_level(
             spark, cur_nodes, cur_edges, n, m, config, level, progress
         )
+        # The last level's border is counted, not kept: nothing partitions it.
+        last = level >= max_levels
         tagged = label_ends(cur_edges, labels, ("ps", "pd"), broadcastable(n, pc))
-        tagged = cut_lineage(tagged, config.runtime)
+        if not last:
+            tagged = cut_lineage(tagged, config.runtime)
         inside = tagged.where(F.col("ps") == F.col("pd")).select(
             "src", "dst", "weight", F.col("ps").alias("part")
         )
         cut = tagged.where(F.col("ps") != F.col("pd"))
-        border = cut_lineage(endpoints(cut), config.runtime)
-        cut_edges = cut.count()
-        n_border = border.count()
+        if last:
+            ends = cut.select(F.explode(F.array("src", "dst")).alias("id"))
+            row = ends.agg(F.count("*"), F.countDistinct("id")).first()
+            assert row is not None
+            cut_edges, n_border = int(row[0]) // 2, int(row[1])  # both ends of every cut edge
+        else:
+            border = cut_lineage(endpoints(cut), config.runtime)
+            cut_edges = cut.count()
+            n_border = border.count()
         memberships.append(labels.select("id", F.lit(level).alias("level"), "part"))
         level_edges.append(inside)
         stats.append(
@@ -269,7 +284,7 @@ def partition(
         cur_nodes = border
         n = n_border
         level += 1
-        m_border = cur_edges.count()
+        m = m_border = cur_edges.count()
         if n <= pc.max_nodes and (pc.max_edges is None or 2 * m_border <= pc.max_edges):
             # The border fits in one subgraph: it is the top level, in one frame.
             start = time.perf_counter()
