@@ -1,4 +1,5 @@
-"""Session settings: the Delta jars Ivy resolved once are reused by later local sessions."""
+"""Session settings: the Delta jars Ivy resolved once are reused by later local sessions, and
+their JVM starts from the class archive built for them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import suite_config
-from distne import session
+from distne import classarchive, session
 from distne.config import load_config
 from distne.session import DELTA_PACKAGE, session_settings
 
@@ -97,3 +98,51 @@ def test_graphframes_joins_the_packages_and_has_a_cache_of_its_own(cache_home, t
     assert remember
     settings, _ = session_settings(load_config(None, []), "local[2]")
     assert settings["spark.jars"] == f"file://{jar}"
+
+
+def _fake_archive(jars: str, size: int, named: int | None = None) -> Path:
+    """A file where an archive for ``jars`` goes, ``size`` bytes, its name saying ``named``."""
+    stem = classarchive.archive_stem(jars)
+    assert stem is not None
+    path = classarchive._cache() / f"{stem}-{size if named is None else named}.jsa"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+    return path
+
+
+def test_a_local_session_starts_from_a_whole_class_archive_and_never_from_a_cut_one(
+    cache_home, tmp_path
+):
+    jar = tmp_path / "a.jar"
+    jar.write_bytes(b"PK")
+    _write_classpath([jar])
+    overrides = ["spark.conf.spark.driver.extraJavaOptions=-XX:+UseParallelGC"]
+    settings, _ = session_settings(load_config(None, overrides), "local[2]")
+    assert settings["spark.driver.extraJavaOptions"] == "-XX:+UseParallelGC"  # none built
+    archive = _fake_archive(f"file://{jar}", 64)
+    settings, _ = session_settings(load_config(None, overrides), "local[2]")
+    assert settings["spark.driver.extraJavaOptions"].split() == [
+        "-XX:+UseParallelGC",
+        f"-XX:SharedArchiveFile={archive}",
+        *classarchive.QUIET.split(),
+    ]
+    for master, more in [("yarn", []), ("local[2]", ["spark.class_archive=false"])]:
+        settings, _ = session_settings(load_config(None, overrides + more), master)
+        assert "SharedArchiveFile" not in settings.get("spark.driver.extraJavaOptions", "")
+    # The JVM maps the file whole: one shorter than it was built (a copy cut short, a full
+    # disk) would crash it, so it is not used.
+    archive.unlink()
+    _fake_archive(f"file://{jar}", 63, named=64)
+    settings, _ = session_settings(load_config(None, overrides), "local[2]")
+    assert settings["spark.driver.extraJavaOptions"] == "-XX:+UseParallelGC"
+
+
+def test_the_class_archive_is_built_checked_and_kept_under_its_size(cache_home):
+    """A small run's JVM writes the archive, a second run starts from it, and the file is
+    kept where local sessions with the same Java and jars find it."""
+    built = classarchive.build()
+    assert built is not None and built.parent == cache_home / "distne"
+    assert int(built.stem.rsplit("-", 1)[1]) == built.stat().st_size > 10**6
+    assert not list(built.parent.glob("*.tmp"))
+    jars = session._cached_classpath()
+    assert jars is not None and classarchive.find_archive(jars) == built

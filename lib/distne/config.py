@@ -284,6 +284,12 @@ class SparkConfig:
         "Add the Delta connector to spark.jars.packages (off on Databricks, where it is built in).",
         default=True,
     )
+    class_archive: bool = _help(
+        "Local sessions start their JVM from the class-data archive setup.sh builds "
+        "(python -m distne.classarchive), where one exists for this Java and these jars: "
+        "~2.5 s less per run. Never on a cluster's driver.",
+        default=True,
+    )
     graphframes: bool = _help(
         "Add GraphFrames' JVM package (io.graphframes:graphframes-spark4_2.13:0.11.0, the "
         "version graphframes-py is pinned to) to spark.jars.packages, for GraphFrames in the "

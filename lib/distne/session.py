@@ -11,6 +11,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
+from distne.classarchive import java_options
 from distne.config import Config, SparkConfig
 
 # The Delta connector's JVM artifact for the installed pyspark's line: Delta 4.4.0 is built
@@ -31,6 +32,7 @@ GRAPHFRAMES_PACKAGE = "io.graphframes:graphframes-spark4_2.13:0.11.0"
 
 SIMPLIFIED_TRACEBACK = "spark.sql.execution.pyspark.udf.simplifiedTraceback.enabled"
 SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
+DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 
 
 def _classpath_file(packages: str = DELTA_PACKAGE) -> Path:
@@ -82,9 +84,11 @@ def session_settings(config: Config, master: str | None) -> tuple[dict[str, str]
     local = _local(master)
     settings: dict[str, str] = {}
     # A local session started before resolved the Delta package with Ivy, which takes ~2 s
-    # and prints ~90 lines on every start; its jars are reused from the cache it left. Not
-    # on clusters (the files are the driver's) nor when the settings name jars themselves.
+    # and prints ~90 lines on every start; its jars are reused from the cache it left, and
+    # its JVM starts from the class archive built for them (distne.classarchive). Not on
+    # clusters (the files are the driver's) nor when the settings name jars themselves.
     remember = False
+    archive = ""
     packages = jvm_packages(sc)
     if sc.delta_jars:
         settings.update(DELTA_CONF)
@@ -93,12 +97,15 @@ def session_settings(config: Config, master: str | None) -> tuple[dict[str, str]
         cached = _cached_classpath(packages) if local and not own_jars else None
         if cached:
             settings["spark.jars"] = cached
+            archive = java_options(cached) if sc.class_archive else ""
         else:
             settings["spark.jars.packages"] = packages
             remember = local and not own_jars
     if sc.shuffle_partitions:
         settings[SHUFFLE_PARTITIONS] = str(sc.shuffle_partitions)
     settings.update(sc.conf)
+    if archive:
+        settings[DRIVER_OPTIONS] = f"{settings.get(DRIVER_OPTIONS, '')} {archive}".strip()
     if settings.get(SIMPLIFIED_TRACEBACK, "true").lower() != "false":
         # SQL's Python functions run with this variable, RDD functions (the exchange) without
         # it, and Spark keeps one pool of Python workers per environment: two pools of idle
