@@ -146,3 +146,9 @@ def test_the_class_archive_is_built_checked_and_kept_under_its_size(cache_home):
     assert not list(built.parent.glob("*.tmp"))
     jars = session._cached_classpath()
     assert jars is not None and classarchive.find_archive(jars) == built
+    # The archive of a .venv that is gone goes at the next build; this one's is replaced.
+    gone = built.parent / "classes-0123456789abcdef"
+    gone.with_suffix(".home").write_text(str(cache_home / "deleted-venv") + "\n")
+    (built.parent / f"{gone.name}-5.jsa").write_bytes(b"12345")
+    classarchive._prune(built.parent, built.stem.rsplit("-", 1)[0])
+    assert not list(built.parent.glob("*.jsa")) and not list(built.parent.glob("*.home"))

@@ -7,14 +7,16 @@ an archive of the classes an earlier run loaded (application class-data sharing,
 the session was ready in 2.3 s and its first job took 0.9 s, and a 1M-edge run took 25.6 s
 instead of 28.2 s (docs/scaling.md). Nothing else changes: the same classes, the same code.
 
-``python -m distne.classarchive`` (``setup.sh`` runs it) builds the archive: a small run of the
-pipeline (exchange and Delta write included) in a child process whose JVM writes the classes
-it loaded when it exits, a second child that starts from the archive to check it, then the
-file moved into the cache under a name that says which Java, which pyspark and which jars it
-was built with. :func:`java_options` gives a local session the options that use it, when it
-exists for the session's Java and jars and has the size it was built with: the JVM maps the
-file without reading it through, and a truncated archive crashes it (SIGBUS), so a file of
-another size is never used. A missing or mismatched archive costs nothing but the time.
+``python -m distne.classarchive`` (``setup.sh`` runs it) builds the archive: a small run of
+the pipeline (exchange and Delta write included) in a child process whose JVM writes the
+classes it loaded when it exits, a second child that starts from the archive to check it,
+then the file moved into the cache under a name that says which Java, which pyspark
+installation (the JVM's classpath starts in it: each .venv has its own archive) and which
+jars it was built with; archives of installations that are gone are removed then.
+:func:`java_options` gives a local session the options that use it, when it exists for the
+session's Java and jars and has the size it was built with: the JVM maps the file without
+reading it through, and a truncated archive crashes it (SIGBUS), so a file of another size
+is never used. A missing or mismatched archive costs nothing but the time.
 """
 
 from __future__ import annotations
@@ -43,14 +45,19 @@ def _java() -> Path | None:
     return Path(os.path.realpath(found))
 
 
+# The pyspark installation a session's JVM takes its classpath from (its jars, its conf):
+# the archive holds that classpath, so each environment (each .venv) has its own.
+PYSPARK_HOME = str(Path(pyspark.__file__).resolve().parent)
+
+
 def archive_stem(jars: str) -> str | None:
-    """The archive's name without its size: one per Java build, pyspark version and jar list
-    (None: no java found)."""
+    """The archive's name without its size: one per Java build, pyspark installation and jar
+    list (None: no java found)."""
     java = _java()
     if java is None:
         return None
     st = java.stat()
-    key = f"{java} {st.st_size} {st.st_mtime_ns} {pyspark.__version__} {jars}"
+    key = f"{java} {st.st_size} {st.st_mtime_ns} {PYSPARK_HOME} {pyspark.__version__} {jars}"
     return "classes-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -123,6 +130,18 @@ def _child(options: str) -> tuple[int, str]:
     return done.returncode, jars
 
 
+def _prune(cache: Path, stem: str) -> None:
+    """Remove the archive of ``stem`` and those of pyspark installations that are gone (a
+    deleted .venv's archive would otherwise stay, ~190 MB, for ever)."""
+    for home in cache.glob("classes-*.home"):
+        if home.stem == stem or not Path(home.read_text().strip()).is_dir():
+            for old in cache.glob(f"{home.stem}-*.jsa"):
+                old.unlink()
+            home.unlink()
+    for old in cache.glob(f"{stem}-*.jsa"):
+        old.unlink()
+
+
 def build(base_options: str = "-XX:+UseParallelGC") -> Path | None:
     """Build, check and install the archive; its path (None: not built, and why on stderr)."""
     if _java() is None:
@@ -150,9 +169,9 @@ def build(base_options: str = "-XX:+UseParallelGC") -> Path | None:
             return None
         stem = archive_stem(jars)
         assert stem is not None
-        for old in cache.glob(f"{stem}-*.jsa"):
-            old.unlink()
+        _prune(cache, stem)
         path = cache / f"{stem}-{tmp.stat().st_size}.jsa"
+        (cache / f"{stem}.home").write_text(PYSPARK_HOME + "\n")
         tmp.replace(path)
         return path
     finally:
