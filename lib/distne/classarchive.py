@@ -83,43 +83,48 @@ def java_options(jars: str) -> str:
     return f"-XX:SharedArchiveFile={path} {QUIET}" if path else ""
 
 
-# The child that makes the JVM load what a run loads: the pipeline on a small graph, over
-# leaves (the exchange) and into a Delta table. Its JVM options come in argv[1].
-_WORKLOAD = """
-import shutil, sys, tempfile
-from pathlib import Path
-from distne.config import load_config
-from distne.pipeline import run
-from distne.session import build_session
+def _workload(options: str) -> int:
+    """What the archiving child runs, its driver JVM started with ``options``: the pipeline on
+    a small graph, over leaves (the exchange) and into a Delta table, so that the JVM loads
+    what a run loads. Prints the session's jars; returns the JVM's exit code, once it has
+    exited (it writes an archive as it exits)."""
+    from pyspark import SparkContext
 
-work = Path(tempfile.mkdtemp(prefix="distne-archive-"))
-edges = work / "edges.tsv"
-ring = (f"{i}\\t{(i + 1) % 400}\\n{i}\\t{(i * 7 + 1) % 400}\\n" for i in range(400))
-edges.write_text("".join(ring))
-cfg = load_config(None, [
-    f"input.path={edges}", f"output.path={work / 'out'}", "partition.max_nodes=100",
-    "embedding.dim=16", "spark.class_archive=false", "spark.conf.spark.ui.enabled=false",
-    f"spark.conf.spark.driver.extraJavaOptions={sys.argv[1]}",
-])
-spark = build_session(cfg, "local[2]")
-run(spark, cfg)
-jars = spark.sparkContext.getConf().get("spark.jars", "")
-from pyspark import SparkContext
-proc = SparkContext._gateway.proc
-spark.stop()
-proc.stdin.close()  # the JVM exits when its stdin closes, and writes the archive as it does
-code = proc.wait(timeout=300)
-shutil.rmtree(work, ignore_errors=True)
-print("jars=" + jars)
-sys.exit(code)
-"""
+    from distne.config import load_config
+    from distne.pipeline import run
+    from distne.session import build_session
+
+    work = Path(tempfile.mkdtemp(prefix="distne-archive-"))
+    try:
+        edges = work / "edges.tsv"
+        ring = (f"{i}\t{(i + 1) % 400}\n{i}\t{(i * 7 + 1) % 400}\n" for i in range(400))
+        edges.write_text("".join(ring))
+        settings = [
+            f"input.path={edges}",
+            f"output.path={work / 'out'}",
+            "partition.max_nodes=100",
+            "embedding.dim=16",
+            "spark.class_archive=false",
+            "spark.conf.spark.ui.enabled=false",
+            f"spark.conf.spark.driver.extraJavaOptions={options}",
+        ]
+        cfg = load_config(None, settings)
+        spark = build_session(cfg, "local[2]")
+        run(spark, cfg)
+        print("jars=" + spark.sparkContext.getConf().get("spark.jars", ""))
+        jvm = SparkContext._gateway.proc  # type: ignore[union-attr]
+        spark.stop()
+        jvm.stdin.close()  # the JVM exits when its stdin closes
+        return jvm.wait(timeout=300)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _child(options: str) -> tuple[int, str]:
     """The workload in a child process whose driver JVM runs with ``options``: its exit code
     (the JVM's, once it has exited) and the jars its session used."""
     done = subprocess.run(
-        [sys.executable, "-c", _WORKLOAD, options],
+        [sys.executable, "-m", "distne.classarchive", "--workload", options],
         capture_output=True,
         text=True,
         check=False,
@@ -179,5 +184,7 @@ def build(base_options: str = "-XX:+UseParallelGC") -> Path | None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--workload"]:
+        sys.exit(_workload(sys.argv[2]))
     built = build()
     print(f"setup: JVM class archive {built}" if built else "setup: no JVM class archive")
