@@ -104,7 +104,7 @@ def _fake_archive(jars: str, size: int, named: int | None = None) -> Path:
     """A file where an archive for ``jars`` goes, ``size`` bytes, its name saying ``named``."""
     stem = classarchive.archive_stem(jars)
     assert stem is not None
-    path = classarchive._cache() / f"{stem}-{size if named is None else named}.jsa"
+    path = classarchive.cache_dir() / f"{stem}-{size if named is None else named}.jsa"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\0" * size)
     return path

@@ -61,7 +61,9 @@ def archive_stem(jars: str) -> str | None:
     return "classes-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def _cache() -> Path:
+def cache_dir() -> Path:
+    """Where distne keeps what local sessions reuse (the remembered jars, the archive):
+    ``$XDG_CACHE_HOME/distne``, else ``~/.cache/distne``."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "distne"
 
 
@@ -70,7 +72,7 @@ def find_archive(jars: str) -> Path | None:
     stem = archive_stem(jars)
     if stem is None:
         return None
-    for path in _cache().glob(f"{stem}-*.jsa"):
+    for path in cache_dir().glob(f"{stem}-*.jsa"):
         size = path.stem.rsplit("-", 1)[1]
         if size.isdigit() and path.stat().st_size == int(size):
             return path
@@ -152,7 +154,7 @@ def build(base_options: str = "-XX:+UseParallelGC") -> Path | None:
     if _java() is None:
         print("classarchive: no java found; nothing built", file=sys.stderr)
         return None
-    cache = _cache()
+    cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkstemp(prefix="classes-", suffix=".jsa.tmp", dir=cache)[1])
     tmp.unlink()  # the JVM creates it

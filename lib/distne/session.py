@@ -11,7 +11,7 @@ from pathlib import Path
 import pyspark
 from pyspark.sql import SparkSession
 
-from distne.classarchive import java_options
+from distne.classarchive import cache_dir, java_options
 from distne.config import Config, SparkConfig
 
 # The Delta connector's JVM artifact for the installed pyspark's line: Delta 4.4.0 is built
@@ -37,9 +37,8 @@ DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
 
 def _classpath_file(packages: str = DELTA_PACKAGE) -> Path:
     """Where a local session remembers the jars Ivy resolved for ``packages``."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     key = hashlib.sha256(f"{packages} {pyspark.__version__}".encode()).hexdigest()[:16]
-    return base / "distne" / f"delta-classpath-{key}.txt"
+    return cache_dir() / f"delta-classpath-{key}.txt"
 
 
 def _cached_classpath(packages: str = DELTA_PACKAGE) -> str | None:
