@@ -341,3 +341,27 @@ def test_refinement_stops_when_its_gains_die_down(spark, monkeypatch):
     (early, early_rounds), (full, full_rounds) = cuts[1.0], cuts[0.0]
     assert 2 <= early_rounds < full_rounds < 12  # the moved-share rule ends the full run
     assert full < early <= 1.06 * full
+
+
+def test_refinement_chooses_the_same_parts_however_often_its_changes_are_folded(spark):
+    """Refinement keeps the nodes that changed part apart from the edges' starting labels and
+    folds them in when they outgrow a bound: folding after every round (bound 0) or never must
+    choose the same parts, from a hash start where most nodes move."""
+    from distne.partition.refine import refine
+    from distne.sparkutil import hash_bucket
+
+    g = nx.planted_partition_graph(6, 40, 0.25, 0.01, seed=5)
+    nodes, edges = _frames(spark, g)
+    cfg = make_config("partition.max_nodes=50", "partition.iterations=6")
+    start = nodes.select("id", hash_bucket(7, 6, "id").alias("part"))
+    runs = {}
+    for bound in (0, 10**6):
+        labels = refine(spark, start, edges, g.number_of_nodes(), cfg, 0, fold_above=bound)
+        runs[bound] = {r["id"]: r["part"] for r in labels.collect()}
+    assert runs[0] == runs[10**6]
+    assert set(runs[0]) == set(g.nodes)
+    sizes = [list(runs[0].values()).count(p) for p in set(runs[0].values())]
+    assert max(sizes) <= 50
+    cut = sum(runs[0][u] != runs[0][v] for u, v in g.edges)
+    hashed = {r["id"]: r["part"] for r in start.collect()}
+    assert cut < 0.6 * sum(hashed[u] != hashed[v] for u, v in g.edges)

@@ -27,6 +27,41 @@ def test_a_cut_computes_its_plan_once_and_keeps_every_row(spark, lineage):
     assert seen.value == 100
 
 
+@pytest.mark.parametrize("lineage", [LineageCut.LOCAL_CHECKPOINT, LineageCut.CHECKPOINT])
+def test_a_cut_by_a_column_meets_its_join_and_aggregate_without_a_shuffle(spark, lineage):
+    # Refinement keeps the edges grouped by their source this way and reads them every round:
+    # the partitioning it declares must be the one the rows have, or joins would miss rows.
+    from distne.sparkutil import shuffle_partitions
+    from pyspark.sql import functions as F
+
+    folder = spark.sparkContext.getCheckpointDir()
+    runtime = replace(make_config().runtime, lineage=lineage, checkpoint_dir=folder)
+    parts = shuffle_partitions(spark)
+    pairs = [(i % 97, (i * 7) % 89, float(i % 5)) for i in range(3000)]
+    edges = cut_lineage(
+        spark.createDataFrame(pairs, "src long, dst long, weight double"), runtime, "src", parts
+    )
+    labels = cut_lineage(
+        spark.range(97).select("id", (F.col("id") % 4).alias("part")), runtime, "id", parts
+    )
+    joined = (
+        edges.groupBy("src")
+        .agg(F.sum("weight").alias("s"))
+        .join(labels.withColumnRenamed("id", "src"), "src")
+        .groupBy("part")
+        .agg(F.sum("s").alias("s"))
+    )
+    plan = joined._jdf.queryExecution().executedPlan().toString()
+    # One exchange: the last aggregate's, by part. The edges and labels are read in place.
+    assert plan.count("Exchange hashpartitioning") == 1, plan
+    want: dict[int, float] = {}
+    for src, _, w in pairs:
+        want[src % 4] = want.get(src % 4, 0.0) + w
+    assert {r["part"]: r["s"] for r in joined.collect()} == want
+    # Read again, unchanged: the cut's rows do not depend on the plan built on them.
+    assert sorted(tuple(r) for r in edges.collect()) == sorted(pairs)
+
+
 def test_releasing_unpersists_what_its_block_persisted_and_nothing_else(spark):
     from distne.sparkutil import releasing
 
