@@ -31,7 +31,7 @@ def test_a_cut_computes_its_plan_once_and_keeps_every_row(spark, lineage):
 def test_a_cut_by_a_column_meets_its_join_and_aggregate_without_a_shuffle(spark, lineage):
     # Refinement keeps the edges grouped by their source this way and reads them every round:
     # the partitioning it declares must be the one the rows have, or joins would miss rows.
-    from distne.sparkutil import shuffle_partitions
+    from distne.session import shuffle_partitions
     from pyspark.sql import functions as F
 
     folder = spark.sparkContext.getCheckpointDir()

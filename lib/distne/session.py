@@ -113,6 +113,13 @@ def session_settings(config: Config, master: str | None) -> tuple[dict[str, str]
     return settings, remember
 
 
+def shuffle_partitions(spark: SparkSession) -> int:
+    """The session's ``spark.sql.shuffle.partitions``: how many partitions a shuffle makes,
+    and so how many a table kept by a column (:func:`distne.sparkutil.cut_lineage` with
+    ``by``) needs to meet the other side of a join without a shuffle of its own."""
+    return int(spark.conf.get(SHUFFLE_PARTITIONS) or 200)
+
+
 def fit_shuffle_partitions(spark: SparkSession, edges: int, config: SparkConfig) -> str | None:
     """Raise ``spark.sql.shuffle.partitions`` to ``edges / spark.edges_per_partition`` where
     it is lower, and say so (None when it stays).
@@ -125,7 +132,7 @@ def fit_shuffle_partitions(spark: SparkSession, edges: int, config: SparkConfig)
     if not config.edges_per_partition:
         return None
     want = math.ceil(edges / config.edges_per_partition)
-    have = int(spark.conf.get(SHUFFLE_PARTITIONS) or 0)
+    have = shuffle_partitions(spark)
     if want <= have:
         return None
     spark.conf.set(SHUFFLE_PARTITIONS, str(want))

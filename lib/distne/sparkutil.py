@@ -17,6 +17,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from distne.config import LineageCut, RuntimeConfig
+from distne.session import shuffle_partitions
 
 _UNIT = float(2**31)
 
@@ -67,7 +68,7 @@ def label_ends(
 
 
 def cut_lineage(
-    df: DataFrame, runtime: RuntimeConfig, by: str | None = None, partitions: int = 0
+    df: DataFrame, runtime: RuntimeConfig, by: str | None = None, partitions: int | None = None
 ) -> DataFrame:
     """Materialise ``df`` and cut its plan, as ``runtime.lineage`` says.
 
@@ -76,7 +77,8 @@ def cut_lineage(
     data in executor storage (fast, lost with an executor); ``checkpoint`` writes it to
     ``runtime.checkpoint_dir`` (reliable).
 
-    ``by``: hash-partition the rows by this column into ``partitions`` parts before they are
+    ``by``: hash-partition the rows by this column into ``partitions`` parts (default: the
+    session's shuffle partitions, what the other side of a join is shuffled into) before they are
     kept, and say so to the planner, so that later joins and aggregates keyed by that column
     (with the other side in as many parts) read the rows where they lie instead of shuffling
     them again: for a table read once per round, such as the edges of label propagation.
@@ -98,6 +100,7 @@ def cut_lineage(
     of 40 s, giving the same parts.
     """
     if by is not None:
+        partitions = partitions or shuffle_partitions(df.sparkSession)
         df = df.repartition(partitions, by)
     if runtime.lineage is LineageCut.CHECKPOINT:
         cut = df.checkpoint(eager=True)
@@ -131,13 +134,6 @@ def cut_lineage(
     return DataFrame(
         jvm.org.apache.spark.sql.classic.Dataset.ofRows(jspark, fresh), cut.sparkSession
     )
-
-
-def shuffle_partitions(spark: SparkSession) -> int:
-    """The session's ``spark.sql.shuffle.partitions``: how many parts a co-partitioned table
-    (:func:`cut_lineage` with ``by``) needs to meet the other side of a join without a
-    shuffle of its own."""
-    return int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
 
 
 @contextmanager

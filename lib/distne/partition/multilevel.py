@@ -137,13 +137,13 @@ def _group_leftovers(
     sym: DataFrame,
     cap: float,
     salt: tuple[int, int, int],
+    runtime: RuntimeConfig,
     broadcast: bool = False,
-    runtime: RuntimeConfig | None = None,
 ) -> DataFrame:
     """Group nodes left alone in their cluster by their heaviest neighbouring cluster.
 
     ``runtime``: how to keep the lone nodes' keys, which are read three times (unkept, each
-    read recomputes them from the edges)."""
+    read would recompute them from the edges)."""
     seed, level, step = salt
     lw = labels.join(weights, "id")
     single = lw.groupBy("c").agg(F.count("*").alias("members")).where("members = 1")
@@ -159,9 +159,8 @@ def _group_leftovers(
     keyed = alone.join(key, "id", "left").select(
         "id", "c", "w", F.coalesce(F.col("key"), F.lit(-1).cast("long")).alias("key")
     )
-    if runtime is not None:
-        # Read three times below: kept once instead of computed three times from the edges.
-        keyed = cut_lineage(keyed, runtime)
+    # Read three times below: kept once instead of computed three times from the edges.
+    keyed = cut_lineage(keyed, runtime)
     group_w = keyed.groupBy("key").agg(F.sum("w").alias("gw"))
     buckets = F.greatest(F.lit(1), F.ceil(F.col("gw") / F.lit(cap))).cast("long")
     keyed = keyed.join(group_w, "key").withColumn(
@@ -361,7 +360,7 @@ def coarse_partition(
                 _cluster_round(labels, weights, sym, cap, (seed, level, step, r), small), rt
             )
         salt = (seed, level, step)
-        labels = cut_lineage(_group_leftovers(labels, weights, sym, cap, salt, small, rt), rt)
+        labels = cut_lineage(_group_leftovers(labels, weights, sym, cap, salt, rt, small), rt)
         weights, cur_edges = _contract(labels, weights, cur_edges, small)
         weights = cut_lineage(weights, rt)
         cur_edges = cut_lineage(cur_edges, rt)

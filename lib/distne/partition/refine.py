@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from distne.config import Config
 from distne.graph import symmetric
 from distne.partition.parts import broadcastable, part_sizes, small_table
-from distne.sparkutil import Progress, cut_lineage, node_side, shuffle_partitions, uniform
+from distne.sparkutil import Progress, cut_lineage, node_side, uniform
 
 
 @dataclass
@@ -60,10 +60,10 @@ def _start(
     broadcast: bool,
 ) -> _State:
     """Keep ``labels`` as the starting parts and the edges labelled with them."""
-    rt, parts = config.runtime, shuffle_partitions(spark)
-    start = cut_lineage(labels.select("id", F.col("part").alias("p0")), rt, "id", parts)
+    rt = config.runtime
+    start = cut_lineage(labels.select("id", F.col("part").alias("p0")), rt, "id")
     at_dst = node_side(start.withColumnsRenamed({"id": "dst", "p0": "d0"}), broadcast)
-    edges = cut_lineage(sym.join(at_dst, "dst"), rt, "src", parts)
+    edges = cut_lineage(sym.join(at_dst, "dst"), rt, "src")
     changed = spark.createDataFrame([], "id long, p0 long, part long")
     return _State(start, edges, changed, 0, bound, broadcast)
 
@@ -202,9 +202,13 @@ def refine(
             config.runtime,
         )
         # One row per pair of parts: the round's moves, gains and the parts' new sizes.
-        flows = moves.groupBy("cur", "moved").agg(F.count("*").alias("n"), F.sum("gain")).collect()
+        flows = (
+            moves.groupBy("cur", "moved")
+            .agg(F.count("*").alias("n"), F.sum("gain").alias("gain"))
+            .collect()
+        )
         moved = sum(int(row["n"]) for row in flows)
-        gain = sum(float(row[3] or 0.0) for row in flows)
+        gain = sum(float(row["gain"] or 0.0) for row in flows)
         for row in flows:
             sizes[int(row["cur"])] -= int(row["n"])
             sizes[int(row["moved"])] = sizes.get(int(row["moved"]), 0) + int(row["n"])
