@@ -249,9 +249,51 @@ def test_a_snapshot_of_leaves_on_disk_links_the_state_and_keeps_it_when_the_stat
     saved = tmp_path / "leaf-3.npy"
     saved.write_bytes(b"left by an interrupted snapshot")
     store.save_state(3, str(saved))
-    assert saved.stat().st_ino == (tmp_path / "store" / "3.npy").stat().st_ino  # no copy
+    assert saved.stat().st_nlink == 2  # a link to the store's file, not a copy
     store.set_state(3, before + 1)
     np.testing.assert_array_equal(np.load(saved), before)
     np.testing.assert_array_equal(store.state(3), before + 1)
     store.close()
     np.testing.assert_array_equal(np.load(saved), before)
+
+
+def test_leaves_on_disk_write_only_the_columns_a_step_does_not_keep(tmp_path):
+    from distne.engine.program import Kept, LeafBlock, stacked
+    from distne.engine.store import DiskStore
+
+    (tmp_path / "store").mkdir()
+    store = DiskStore(str(tmp_path / "store"))
+    empty = np.zeros(0, np.int64)
+    store.add(0, LeafBlock(np.arange(6, dtype=np.int64), empty, empty, np.ones(6)))
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal((6, k)).astype(np.float32) for k in (2, 3, 1))
+
+    def npy_files():
+        return sorted(f.name for f in (tmp_path / "store").glob("*.npy"))
+
+    store.set_state(0, [a, b])
+    assert len(npy_files()) == 2
+    x = np.hstack([a, b])
+    # Keep the last column of a and b's first two, add c: only c is written.
+    step = [Kept(1, 3), c, Kept(0, 1)]
+    want = stacked(step, x)
+    np.testing.assert_array_equal(want, np.hstack([x[:, 1:4], c, x[:, :1]]))  # the oracle
+    store.set_state(0, step)
+    assert len(npy_files()) == 3
+    np.testing.assert_array_equal(store.state(0), want)
+    idx = np.array([4, 0, 4])
+    np.testing.assert_array_equal(store.rows(0, idx, 2, 3), want[idx, 2:5])
+    # a's file is still read (its columns 0 and 1); b's only for its first two columns.
+    store.set_state(0, [Kept(3, 1)])  # c alone: a's and b's files are no longer referred to
+    assert len(npy_files()) == 1
+    np.testing.assert_array_equal(store.state(0), c)
+
+    # A snapshot of a state in several blocks is one file, linked, equal to the state.
+    store.set_state(0, [Kept(0, 1), a])
+    saved = tmp_path / "leaf-0.npy"
+    store.save_state(0, str(saved))
+    np.testing.assert_array_equal(np.load(saved), np.hstack([c, a]))
+    assert saved.stat().st_nlink == 2
+    assert len(npy_files()) == 1
+    store.close()
+    np.testing.assert_array_equal(np.load(saved), np.hstack([c, a]))

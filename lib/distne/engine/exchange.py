@@ -72,6 +72,7 @@ from distne.engine.program import (
     gram_of,
     leaf_edge_map,
     leaf_product,
+    leaf_step,
     prepared,
     signs_of,
     with_degree,
@@ -522,7 +523,7 @@ class _MeshBackend:
 
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
         for p, leaf, x, v in self._with_halo(op.block):
-            self.store.set_state(p, leaf_product(op, leaf, x, v))
+            self.store.set_state(p, leaf_step(op, leaf, x, v))
         release_freed()
         self.products_done += 1
         self.report(self.products_done)

@@ -41,7 +41,20 @@ import scipy.sparse as sp
 # float64); reductions and the small matrices derived from them are float64.
 DTYPE = np.float32
 
-Step = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+@dataclass(frozen=True)
+class Kept:
+    """In a step's result: the columns ``[start, start + width)`` of its input state,
+    unchanged. A store that keeps states on disk refers to them where they already lie
+    instead of writing them again (:class:`~distne.engine.store.DiskStore`)."""
+
+    start: int
+    width: int
+
+
+# A step's new state: one array, or its column blocks left to right, each an array or Kept.
+Columns = np.ndarray | list[np.ndarray | Kept]
+Step = Callable[[np.ndarray, np.ndarray, np.ndarray], Columns]
 # ``fn(w, at_r, at_c) -> {name: values}``: see :meth:`Backend.edge_map`.
 EdgeFn = Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
@@ -54,7 +67,8 @@ class Product:
         value: which per-edge value is ``M`` (a name in the program's ``values``).
         block: ``(start, width)`` of the state columns that ``V`` is, or None for the id-drawn
             Gaussian basis of width ``omega`` (drawn with ``seed``).
-        step: ``step(state, mv, degree) -> new state``, row-wise.
+        step: ``step(state, mv, degree) -> new state``, row-wise; the new state may be given
+            as column blocks (:data:`Columns`), naming the input's columns it keeps.
         pre: a small matrix applied to the block before the product (an orthonormalisation).
     """
 
@@ -243,11 +257,34 @@ def block_input(leaf: LeafBlock, x: np.ndarray, block: tuple[int, int]) -> np.nd
     return v
 
 
+def stacked(new: Columns, x: np.ndarray) -> np.ndarray:
+    """A step's result as one contiguous float32 array (``Kept`` columns taken from ``x``)."""
+    if isinstance(new, np.ndarray):
+        return np.ascontiguousarray(new, dtype=DTYPE)
+    out = np.empty((len(x), sum(_width(c) for c in new)), DTYPE)
+    at = 0
+    for c in new:
+        w = _width(c)
+        out[:, at : at + w] = x[:, c.start : c.start + w] if isinstance(c, Kept) else c
+        at += w
+    return out
+
+
+def _width(c: np.ndarray | Kept) -> int:
+    return c.width if isinstance(c, Kept) else c.shape[1]
+
+
 def leaf_product(
     op: Product, leaf: LeafBlock, x: np.ndarray, v: np.ndarray | None = None
 ) -> np.ndarray:
-    """One leaf's rows of ``op``: ``x`` its state rows, ``v`` the product's input from
-    :func:`block_input` with the halo written in (None: built here, halo rows zero).
+    """One leaf's rows of ``op``, one array: :func:`leaf_step` stacked."""
+    return stacked(leaf_step(op, leaf, x, v), x)
+
+
+def leaf_step(op: Product, leaf: LeafBlock, x: np.ndarray, v: np.ndarray | None = None) -> Columns:
+    """One leaf's rows of ``op`` as its step gives them: ``x`` its state rows, ``v`` the
+    product's input from :func:`block_input` with the halo written in (None: built here,
+    halo rows zero).
 
     With ``op.pre``, ``M (V pre)`` is computed as ``(M V) pre``: the same product, but the
     dense matrix that grows with the leaf's columns (own rows and halo) stays float32 and is
@@ -260,7 +297,7 @@ def leaf_product(
     mv = np.asarray(leaf.matrices[op.value] @ v)
     if op.pre is not None:
         mv = (mv @ op.pre).astype(DTYPE)
-    return np.ascontiguousarray(op.step(x, mv, leaf.degree), dtype=DTYPE)
+    return op.step(x, mv, leaf.degree)
 
 
 def leaf_edge_map(
