@@ -146,3 +146,94 @@ def test_a_connection_without_the_token_is_dropped_and_harms_nothing():
     results, errors = _run(2, body)
     assert not errors
     assert results[0] == b"real"
+
+
+def _leaves(g, leaves: int):
+    """Each node's leaf (its id mod ``leaves``) and every leaf's block of the weights."""
+    from distne.engine.program import build_block
+
+    edges = np.array(g.edges)
+    src = np.concatenate([edges[:, 0], edges[:, 1]])
+    dst = np.concatenate([edges[:, 1], edges[:, 0]])
+    part = np.arange(g.number_of_nodes()) % leaves
+    blocks = {}
+    for p in range(leaves):
+        mine = part[src] == p
+        own = np.flatnonzero(part == p)
+        blocks[p] = build_block(p, own, src[mine], dst[mine], part[dst[mine]], np.ones(mine.sum()))
+    return part, src, dst, blocks
+
+
+def test_barrier_tasks_send_each_border_row_once_per_task_spilled_or_not(tmp_path, monkeypatch):
+    """Two tasks (threads) run ProNE over 5 leaves with the halo in memory and in files: the
+    same bits, close to ProNE on the whole graph, no message file left, and each product
+    sends a task each row it needs once, however many of its leaves border that row's node."""
+    import networkx as nx
+    import scipy.sparse as sp
+    from distne.config import EmbeddingConfig
+    from distne.embedders.prone import Prone
+    from distne.engine.exchange import _MeshBackend
+    from distne.engine.local import run_program
+    from distne.engine.program import prepared
+    from distne.engine.store import DiskStore, MemoryStore
+
+    g = nx.powerlaw_cluster_graph(300, 4, 0.2, seed=1)
+    leaves, tasks = 5, 2
+    part, src, dst, blocks = _leaves(g, leaves)
+    cut = part[src] != part[dst]
+    program = Prone(EmbeddingConfig(dim=8), 42)
+
+    def run(spill: bool):
+        dirs = [tmp_path / f"{spill}-{r}" for r in range(tasks)]
+        for d in dirs:
+            d.mkdir()
+        sent: list[int] = []
+
+        def body(mesh: Mesh):
+            store = DiskStore(str(dirs[mesh.rank])) if spill else MemoryStore()
+            for p in range(mesh.rank, leaves, tasks):
+                store.add(p, blocks[p])
+            backend = prepared(program, _MeshBackend(mesh, store, tasks, lambda done: None))
+            real_send = mesh.send
+
+            def send(target, kind, source, dest, payload):
+                if kind == HALO and mesh.rank == 0 and backend.products_done == 1:
+                    sent.append(len(payload))  # task 0's rows in the second product's halo
+                real_send(target, kind, source, dest, payload)
+
+            mesh.send = send
+            program.run(backend)
+            mesh.barrier()
+            out = {p: x[:, : program.dim].copy() for p, x in store.states()}
+            left = [f.name for f in dirs[mesh.rank].iterdir() if f.name.startswith("msg-")]
+            store.close()
+            return out, left
+
+        if spill:
+            monkeypatch.setattr(mesh_module, "SPILL_BYTES", 100)
+        results, errors = _run(tasks, body, spill_dirs=dirs if spill else None)
+        monkeypatch.setattr(mesh_module, "SPILL_BYTES", 1 << 20)
+        assert not errors, errors
+        x = np.zeros((g.number_of_nodes(), program.dim), np.float32)
+        for out, left in results:
+            assert left == []
+            for p, rows in out.items():
+                x[blocks[p].own] = rows
+        return x, sum(sent)
+
+    in_memory, sent_rows = run(False)
+    spilled, _ = run(True)
+    np.testing.assert_array_equal(in_memory, spilled)
+    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=range(g.number_of_nodes())))
+    from prone_reference import local_block
+
+    whole = run_program(program, local_block(adj))
+    np.testing.assert_allclose(in_memory, whole, atol=1e-4)
+    # Oracle: over the cut edges s-d with d in one of task 0's leaves, the distinct pairs of
+    # (the task of s's leaf, d); fewer than the pairs of (s's leaf, d) this graph has.
+    ends = [
+        (int(part[s]), int(d))
+        for s, d in zip(src[cut], dst[cut], strict=True)
+        if part[d] % tasks == 0
+    ]
+    assert sent_rows == len({(p % tasks, d) for p, d in ends}) < len(set(ends))

@@ -43,6 +43,7 @@ In both, a Spark partition holds the leaves ``part % N``.
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import secrets
 import shutil
@@ -86,6 +87,14 @@ from distne.sparkutil import (
     posix_path,
     shuffles_let_go,
 )
+
+
+def _halo_rows(message: bytearray | str, width: int) -> np.ndarray:
+    """A halo message's rows: its bytes, or its file mapped (unmapped once the caller's rows
+    are copied out and the array dropped)."""
+    if isinstance(message, str):
+        return np.memmap(message, dtype=DTYPE, mode="r").reshape(-1, width)
+    return np.frombuffer(message, dtype=DTYPE).reshape(-1, width)
 
 
 def _leaf_key(part: int) -> int:
@@ -469,29 +478,40 @@ class _MeshBackend:
         self.report = report
         self.products_done = 0
         layout = store.layout
-        # Halo layout, once: each leaf asks each neighbouring leaf for the rows it needs (the
-        # graph is symmetric, so a leaf is asked by exactly the leaves in its own halo).
-        self.sources: dict[int, list[tuple[int, np.ndarray]]] = {}
-        mesh.next_round()
+        # Halo layout, once. A task asks each leaf it borders for the rows any of its leaves
+        # need, each row once, so a node bordering several leaves of one task travels to it
+        # once (at 10M edges over 35 leaves and 2 tasks, 1.37M rows a product instead of
+        # 3.05M). ``sources[p]``: per leaf ``q`` that ``p`` borders, the positions in ``p``'s
+        # halo and in the rows ``q`` sends this task.
+        wanted: dict[int, list[np.ndarray]] = {}
+        for p in store.parts():
+            b = layout[p]
+            for q in np.unique(b.halo_part):
+                wanted.setdefault(int(q), []).append(b.halo[b.halo_part == q])
+        asked = {q: np.unique(np.concatenate(ids)) for q, ids in wanted.items()}
+        self.sources: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
         for p in store.parts():
             b = layout[p]
             self.sources[p] = []
-            for owner in np.unique(b.halo_part):
-                at = np.flatnonzero(b.halo_part == owner)
-                self.sources[p].append((int(owner), at))
-                mesh.send(self._rank(owner), REQUEST, p, int(owner), b.halo[at])
-        self.routes = {
-            p: [
+            for q in np.unique(b.halo_part):
+                at = np.flatnonzero(b.halo_part == q)
+                self.sources[p].append((int(q), at, np.searchsorted(asked[int(q)], b.halo[at])))
+        mesh.next_round()
+        for q, ids in asked.items():
+            mesh.send(self._rank(q), REQUEST, mesh.rank, q, ids)
+        # The graph is symmetric: a leaf is asked by the tasks of the leaves in its own halo.
+        self.routes: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for q in store.parts():
+            tasks = sorted({self._rank(p) for p in np.unique(layout[q].halo_part)})
+            self.routes[q] = [
                 (
-                    q,
+                    t,
                     np.searchsorted(
-                        layout[p].own, np.frombuffer(mesh.receive(REQUEST, q, p), np.int64)
+                        layout[q].own, np.frombuffer(mesh.receive(REQUEST, t, q), np.int64)
                     ),
                 )
-                for q, _ in self.sources[p]
+                for t in tasks
             ]
-            for p in store.parts()
-        }
         own = sum(len(b.own) for b in layout.values())
         self.n = int(mesh.allreduce(np.array([own], dtype=np.int64))[0])
 
@@ -501,25 +521,35 @@ class _MeshBackend:
     def _with_halo(self, block: tuple[int, int] | None) -> Iterator:
         """This task's leaves in order, one at a time: ``part, leaf, x, v`` with ``v`` the
         input of a step over the state's columns ``block``, its halo rows received from the
-        peers (None: no block, or no halo)."""
+        peers (None: no block, or no halo).
+
+        Each leaf's rows for this task arrive in one message, kept until the task's last
+        leaf has read them (a spilled one in its file, mapped only while a leaf reads it).
+        """
         mesh, store = self.mesh, self.store
         mesh.next_round()
         if block is not None:
             start, width = block
+            for q in store.parts():
+                for task, idx in self.routes[q]:
+                    mesh.send(task, HALO, q, task, store.rows(q, idx, start, width))
+        got: dict[int, bytearray | str] = {}
+        try:
             for p in store.parts():
-                for target, idx in self.routes[p]:
-                    rows = store.rows(p, idx, start, width)
-                    mesh.send(self._rank(target), HALO, p, target, rows)
-        for p in store.parts():
-            leaf, x = store.block(p), store.state(p)
-            v = None
-            if block is not None and len(leaf.halo):
-                v = block_input(leaf, x, block)
-                n, width = len(leaf.own), block[1]
-                for owner, at in self.sources[p]:
-                    got = np.frombuffer(mesh.receive(HALO, owner, p), dtype=DTYPE)
-                    v[n + at] = got.reshape(len(at), width)
-            yield p, leaf, x, v
+                leaf, x = store.block(p), store.state(p)
+                v = None
+                if block is not None and len(leaf.halo):
+                    v = block_input(leaf, x, block)
+                    n, width = len(leaf.own), block[1]
+                    for q, at, pos in self.sources[p]:
+                        if q not in got:
+                            got[q] = mesh.take(HALO, q, mesh.rank)
+                        v[n + at] = _halo_rows(got[q], width)[pos]
+                yield p, leaf, x, v
+        finally:
+            for message in got.values():
+                if isinstance(message, str):
+                    os.remove(message)
 
     def product(self, op: Product, gram: tuple[int, int] | None = None) -> np.ndarray | None:
         for p, leaf, x, v in self._with_halo(op.block):

@@ -202,15 +202,21 @@ class Mesh:
         if data.nbytes:
             sock.sendall(data)
 
-    def receive(self, kind: int, source: int, dest: int) -> bytearray:
-        """The message of this round keyed ``(kind, source, dest)``; waits until it arrives."""
+    def take(self, kind: int, source: int, dest: int) -> bytearray | str:
+        """The message of this round keyed ``(kind, source, dest)``, waiting until it
+        arrives: its bytes, or the path of the file it waits in (spilled), which the caller
+        removes."""
         key = (self.round, kind, source, dest)
         with self._cond:
             while key not in self._inbox:
                 if self._lost is not None:
                     raise PeerLost(self._lost)
                 self._cond.wait(timeout=5.0)
-            got = self._inbox.pop(key)
+            return self._inbox.pop(key)
+
+    def receive(self, kind: int, source: int, dest: int) -> bytearray:
+        """The message of this round keyed ``(kind, source, dest)``; waits until it arrives."""
+        got = self.take(kind, source, dest)
         if isinstance(got, str):  # spilled: read it back and drop the file
             with open(got, "rb") as f:
                 data = bytearray(os.fstat(f.fileno()).st_size)
