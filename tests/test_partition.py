@@ -365,3 +365,33 @@ def test_refinement_chooses_the_same_parts_however_often_its_changes_are_folded(
     cut = sum(runs[0][u] != runs[0][v] for u, v in g.edges)
     hashed = {r["id"]: r["part"] for r in start.collect()}
     assert cut < 0.6 * sum(hashed[u] != hashed[v] for u, v in g.edges)
+
+
+def test_a_first_clustering_round_of_singletons_reads_the_edges_alone(spark):
+    """Before the first clustering round every node is its own cluster: the round that reads
+    each node's cluster weights straight off the edges must move the same nodes to the same
+    clusters as the general round, which joins and sums them."""
+    from distne.graph import symmetric
+    from distne.partition.multilevel import _cluster_round
+    from pyspark.sql import functions as F
+
+    g = nx.powerlaw_cluster_graph(300, 3, 0.3, seed=11)
+    for u, v in g.edges:
+        g[u][v]["weight"] = 1.0 + (u + v) % 4
+    nodes = spark.createDataFrame([(int(n),) for n in g.nodes], "id long")
+    edges = spark.createDataFrame(
+        [(min(u, v), max(u, v), float(d["weight"])) for u, v, d in g.edges(data=True)],
+        "src long, dst long, weight double",
+    )
+    weights = nodes.select("id", F.lit(1.0).alias("w"))
+    labels = nodes.select("id", F.col("id").alias("c"))
+    runs = [
+        dict(
+            _cluster_round(labels, weights, symmetric(edges), 8.0, (42, 0, 0, 0), False, s)
+            .rdd.map(tuple)
+            .collect()
+        )
+        for s in (False, True)
+    ]
+    assert runs[0] == runs[1]
+    assert sum(c != i for i, c in runs[0].items()) > 50  # the round moved nodes

@@ -192,7 +192,9 @@ def partition(
     max_levels: int | None = None,
     counted: tuple[int, int] | None = None,
 ) -> Partitioning:
-    """Recursively partition a graph (``nodes``: ``id``; ``edges``: ``src``, ``dst``, ``weight``).
+    """Recursively partition a graph (``nodes``: ``id``; ``edges``: ``src``, ``dst``, ``weight``,
+    each pair of nodes once, as :func:`~distne.ingest.ingest` gives them: ``src < dst``, or
+    with ``input.directed`` each orientation once).
 
     ``partition.max_nodes`` must be set (the pipeline resolves it when the user did not).
     ``max_levels`` (default: ``partition.max_levels``, else 4) caps the border levels; 0 gives

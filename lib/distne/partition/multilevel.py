@@ -95,12 +95,22 @@ def _cluster_round(
     cap: float,
     salt: tuple[int, int, int, int],
     broadcast: bool = False,
+    singletons: bool = False,
 ) -> DataFrame:
-    """One synchronous round of size-constrained label-propagation clustering."""
+    """One synchronous round of size-constrained label-propagation clustering.
+
+    ``singletons``: every node is its own cluster (``c = id``) and ``sym`` holds each pair of
+    nodes once, so each node's weight into each neighbouring cluster is an edge's weight and
+    a cluster's size its node's: the same numbers without a join and an aggregate of the
+    edges."""
     seed, level, step, round_ = salt
     lw = labels.join(weights, "id")
-    size = lw.groupBy("c").agg(F.sum("w").alias("cw")).withColumnRenamed("c", "target")
-    nbr = _cluster_weights(sym, labels, broadcast)
+    if singletons:
+        size = weights.select(F.col("id").alias("target"), F.col("w").alias("cw"))
+        nbr = sym.select("src", F.col("dst").alias("nc"), F.col("weight").alias("s"))
+    else:
+        size = lw.groupBy("c").agg(F.sum("w").alias("cw")).withColumnRenamed("c", "target")
+        nbr = _cluster_weights(sym, labels, broadcast)
     tie = uniform(seed, level, step, round_, F.col("src"), F.col("nc"))
     best = (
         nbr.join(lw.withColumnRenamed("id", "src"), "src")
@@ -356,8 +366,12 @@ def coarse_partition(
                     f"level {level}: coarsening step {step + 1} ({n_c:,} nodes), "
                     f"clustering round {r + 1}/{pc.cluster_rounds}"
                 )
+            salt_r = (seed, level, step, r)
+            # Each pair of nodes is one edge of ``cur_edges`` unless a directed input gave
+            # both orientations (a contracted graph sums them into one).
+            singletons = r == 0 and (step > 0 or not config.input.directed)
             labels = cut_lineage(
-                _cluster_round(labels, weights, sym, cap, (seed, level, step, r), small), rt
+                _cluster_round(labels, weights, sym, cap, salt_r, small, singletons), rt
             )
         salt = (seed, level, step)
         labels = cut_lineage(_group_leftovers(labels, weights, sym, cap, salt, rt, small), rt)
