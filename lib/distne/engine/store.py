@@ -115,8 +115,8 @@ class DiskStore(MemoryStore):
     that keeps some of its input's columns (:class:`~distne.engine.program.Kept`) refers to
     them where they lie, and only its new columns are written: a ProNE Chebyshev term writes
     3 blocks of ``dim`` columns instead of 7 (at 100M edges, 10M nodes and dim 128, a block
-    is ~5 GB over all tasks). Files are never written in place (a snapshot may hold a link to one); a file no
-    block refers to is removed.
+    is ~5 GB over all tasks). Files are never written in place (a snapshot may hold a link to
+    one); a file no block refers to is removed.
 
     ``root`` is a fresh folder under the executor's first local dir; :meth:`close` removes it.
     """
