@@ -212,7 +212,6 @@ def test_barrier_tasks_send_each_border_row_once_per_task_spilled_or_not(tmp_pat
         if spill:
             monkeypatch.setattr(mesh_module, "SPILL_BYTES", 100)
         results, errors = _run(tasks, body, spill_dirs=dirs if spill else None)
-        monkeypatch.setattr(mesh_module, "SPILL_BYTES", 1 << 20)
         assert not errors, errors
         x = np.zeros((g.number_of_nodes(), program.dim), np.float32)
         for out, left in results:

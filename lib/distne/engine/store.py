@@ -127,7 +127,6 @@ class DiskStore(MemoryStore):
         self.spill_dir = self.root
         # Each leaf's state, left to right: (file, first column in the file, columns).
         self._blocks: dict[int, list[tuple[str, int, int]]] = {}
-        self._file_width: dict[str, int] = {}
         self._files = itertools.count()
 
     def _path(self, part: int, what: str) -> str:
@@ -185,13 +184,11 @@ class DiskStore(MemoryStore):
                 path = os.path.join(self.root, f"{part}.{next(self._files)}.npy")
                 with open(path, "wb") as f:
                     np.save(f, np.ascontiguousarray(c, dtype=DTYPE))
-                self._file_width[path] = c.shape[1]
                 blocks.append((path, 0, c.shape[1]))
         gone = {p for p, _, _ in self._blocks.get(part, [])} - {p for p, _, _ in blocks}
         self._blocks[part] = blocks
         for path in gone:
             os.remove(path)
-            del self._file_width[path]
 
     def _whole_file(self, part: int) -> bool:
         """Whether a leaf's state is one whole file (or has no columns)."""
@@ -199,7 +196,7 @@ class DiskStore(MemoryStore):
         if not blocks:
             return True
         path, first, n = blocks[0]
-        return len(blocks) == 1 and first == 0 and self._file_width[path] == n
+        return len(blocks) == 1 and first == 0 and np.load(path, mmap_mode="r").shape[1] == n
 
     def save_state(self, part: int, path: str) -> None:
         """A snapshot's copy of a leaf's state: a hard link to the store's file where
